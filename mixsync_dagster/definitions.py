@@ -1,0 +1,50 @@
+"""Build Dagster Definitions from syncs.yaml: one job, one sensor and one asset per sync."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import AssetSpec, Definitions
+
+from mixsync_dagster.config import config_path, load_config
+from mixsync_dagster.jobs import asset_key_for, build_sync_job
+from mixsync_dagster.resources import MixsyncResource
+from mixsync_dagster.sensors import build_sync_sensor
+
+
+def build_definitions(path: str | os.PathLike[str] | None = None) -> Definitions:
+    """Everything or nothing: a config error raises before any definition is built."""
+    resolved = str(config_path(path).resolve())
+    cfg = load_config(resolved)
+    jobs, sensors, assets = [], [], []
+    for sync in cfg.syncs:
+        job = build_sync_job(sync)
+        jobs.append(job)
+        sensors.append(build_sync_sensor(sync, job))
+        assets.append(
+            AssetSpec(
+                key=asset_key_for(sync.name),
+                description=(
+                    f"Objects synced by '{sync.name}' from {sync.connection_id}:{sync.source_path} "
+                    f"into bucket '{sync.bucket}'. Metadata plots the sync's metrics over time."
+                ),
+                group_name="mixsync",
+                kinds={"mixsync"},
+                metadata={"bucket": sync.bucket, "sync_mode": sync.sync_mode},
+            )
+        )
+    return Definitions(
+        assets=assets,
+        jobs=jobs,
+        sensors=sensors,
+        resources={"mixsync": MixsyncResource(config_path=resolved)},
+    )
+
+
+def _module_defs() -> Definitions:
+    # Loaded by `dagster dev` / the daemon from the working directory (see workspace.yaml).
+    return build_definitions(os.environ.get("MIXSYNC_CONFIG") or Path("syncs.yaml"))
+
+
+defs = _module_defs()

@@ -1,0 +1,456 @@
+"""The sync core, in plain Python: plan a chunk of a pass, then filter, create, submit, checkpoint.
+
+The Dagster layer calls these functions from a sensor (planning) and from ops (the rest); the
+CLI calls the same ones. Every step is idempotent over the state stored for a work list, so a
+retried or re-executed step carries on where the last attempt stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, update
+
+from mixsync_dagster import state as st
+from mixsync_dagster.config import MixsyncConfig, SyncConfig
+from mixsync_dagster.errors import PermanentFileError
+from mixsync_dagster.filters import compile_filters, filters_hash, mime_type_of
+from mixsync_dagster.mapping import compile_mapping
+from mixsync_dagster.providers import Provider, get_provider
+from mixsync_dagster.records import FileItem, Skipped, utcnow
+from mixsync_dagster.state import StateStore, TrackedRow
+from mixsync_dagster.targets import BucketTarget, ObjectResult, ObjectSpec
+
+MAX_ATTEMPTS = 3
+"""A file that fails this many times is `failed` and no longer retried automatically."""
+MAX_FILES_PER_RUN = 5_000
+"""Work handed to one run; a bigger pass is chunked across ticks and runs."""
+TICK_LISTING_BUDGET_SECONDS = 20.0
+"""How long one sensor tick may list: well inside Dagster's 60 s evaluation limit."""
+PAGE_SIZE = 1_000
+
+
+@dataclass(frozen=True)
+class SyncRuntime:
+    """Everything a step needs for one sync: its config and the live store, provider, target."""
+
+    cfg: MixsyncConfig
+    sync: SyncConfig
+    store: StateStore
+    provider: Provider
+    target: BucketTarget
+
+    @property
+    def name(self) -> str:
+        return self.sync.name
+
+    def source_ref(self, key: str) -> str:
+        return f"{self.provider.name}:{self.sync.connection_id}:{key}"
+
+
+def open_runtime(cfg: MixsyncConfig, sync_name: str) -> SyncRuntime:
+    """Wire up the store, provider and target of one declared sync."""
+    from mixsync_dagster.targets.local import LocalBucketTarget
+
+    sync = cfg.sync(sync_name)
+    store = StateStore(cfg.state_url())
+    store.ensure_sync(sync.name)
+    provider = get_provider(cfg, sync.connection_id)
+    target = LocalBucketTarget(store.engine, sync.bucket)
+    return SyncRuntime(cfg, sync, store, provider, target)
+
+
+# ---------------------------------------------------------------- planning (sensor side)
+
+
+@dataclass
+class ChunkPlan:
+    items: list[dict[str, Any]] = field(default_factory=list)
+    next_position: str | None = None
+    listing_done: bool = False
+    listed: int = 0
+    new: int = 0
+    changed: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def classify(
+    row: TrackedRow | None, item: FileItem, fhash: str, skip_duplicates: bool
+) -> str | None:
+    """What a listed file needs: new, changed, resend, retry, recheck, or nothing (None)."""
+    if row is None:
+        return "new"
+    if not skip_duplicates:
+        return "resend"
+    if row.fingerprint != item.fingerprint:
+        return "changed"
+    if row.status == "pending" or (row.status == "retry" and row.attempts < MAX_ATTEMPTS):
+        return "retry"
+    if row.status in ("synced", "excluded") and row.filter_hash != fhash:
+        return "recheck"
+    return None
+
+
+def plan_chunk(
+    rt: SyncRuntime,
+    pass_id: str,
+    position: str | None,
+    *,
+    max_items: int = MAX_FILES_PER_RUN,
+    budget_seconds: float = TICK_LISTING_BUDGET_SECONDS,
+) -> ChunkPlan:
+    """List from `position` until the listing ends, `max_items` need work, or time runs out.
+
+    Records newly discovered keys and marks every listed key as seen in this pass; returns the
+    work items (not yet stored) and the position to resume from.
+    """
+    fhash = filters_hash(rt.sync.file_filters)
+    plan = ChunkPlan(next_position=position)
+    started = time.monotonic()
+    now = utcnow()
+    for page in rt.provider.list_pages(rt.sync.source_path, position, PAGE_SIZE):
+        keys = [i.key for i in page.items]
+        plan.listed += len(page.items)
+        plan.skipped.extend(page.skipped)
+        with rt.store.tx() as c:
+            known = rt.store.lookup(c, rt.name, keys)
+            discovered = []
+            for item in page.items:
+                action = classify(known.get(item.key), item, fhash, rt.sync.skip_duplicates)
+                if action is None:
+                    continue
+                if action == "new":
+                    plan.new += 1
+                    discovered.append(
+                        {
+                            "sync": rt.name,
+                            "source_key": item.key,
+                            "fingerprint": item.fingerprint,
+                            "status": "pending",
+                            "attempts": 0,
+                            "size_bytes": item.size,
+                            "updated_at": now,
+                        }
+                    )
+                elif action == "changed":
+                    plan.changed += 1
+                plan.items.append(
+                    {
+                        "source_key": item.key,
+                        "item": item.to_json(),
+                        "action": action,
+                        "status": "pending",
+                    }
+                )
+            rt.store.discover(c, rt.name, discovered)
+            rt.store.mark_seen(c, rt.name, keys, pass_id)
+        plan.next_position = page.next_position
+        if page.next_position is None:
+            plan.listing_done = True
+            break
+        if len(plan.items) >= max_items or time.monotonic() - started > budget_seconds:
+            break
+    return plan
+
+
+# ---------------------------------------------------------------- run steps
+
+
+def _update_tracked(c: Any, sync: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk-update tracking rows; each dict has b_key plus the columns to set."""
+    if not rows:
+        return
+    cols = [k for k in rows[0] if k != "b_key"]
+    stmt = (
+        update(st.tracked)
+        .where(and_(st.tracked.c.sync == sync, st.tracked.c.source_key == bindparam("b_key")))
+        .values({k: bindparam("v_" + k) for k in cols})
+    )
+    c.execute(stmt, [{"b_key": r["b_key"], **{"v_" + k: r[k] for k in cols}} for r in rows])
+
+
+def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
+    """Apply the sync's file filters to a work list; excluded files are tracked as such."""
+    check = compile_filters(rt.sync.file_filters)
+    fhash = filters_hash(rt.sync.file_filters)
+    accepted: list[int] = []
+    excluded: list[tuple[int, str, FileItem]] = []
+    for row in rt.store.work_items(work_id, status="pending"):
+        item = FileItem.from_json(row.item)
+        verdict = check(item)
+        if verdict.ok:
+            accepted.append(row.idx)
+        else:
+            excluded.append((row.idx, f"{verdict.filter}: {verdict.reason}", item))
+    now = utcnow()
+    with rt.store.tx() as c:
+        rt.store.set_items(c, work_id, accepted, status="accepted")
+        for idx, reason, _ in excluded:
+            rt.store.set_items(c, work_id, [idx], status="excluded", reason=reason)
+        _update_tracked(
+            c,
+            rt.name,
+            [
+                {
+                    "b_key": item.key,
+                    "status": "excluded",
+                    "fingerprint": item.fingerprint,
+                    "filter_hash": fhash,
+                    "last_error": None,
+                    "updated_at": now,
+                }
+                for _, _, item in excluded
+            ],
+        )
+    return {"accepted": len(accepted), "excluded": len(excluded)}
+
+
+def _chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def create_objects(rt: SyncRuntime, work_id: str) -> dict[str, int]:
+    """Register accepted files as objects, `batch_size` at a time, committing after each group.
+
+    A file with an object already (changed, resent, re-checked) updates that object; a new file
+    is created idempotently by its source reference, so a replay never makes a second object.
+    """
+    mapper = compile_mapping(rt.sync.schema_mapping)
+    fhash = filters_hash(rt.sync.file_filters)
+    rows = rt.store.work_items(work_id, status="accepted")
+    counts = {"synced": 0, "failed": 0, "vanished": 0, "bytes": 0}
+    for group in _chunks(rows, rt.sync.batch_size):
+        items = {r.idx: FileItem.from_json(r.item) for r in group}
+        with rt.store.tx() as c:
+            known = rt.store.lookup(c, rt.name, [i.key for i in items.values()])
+        outcomes: dict[int, ObjectResult] = {}
+        specs: list[tuple[int, ObjectSpec]] = []
+        for r in group:
+            item = items[r.idx]
+            try:
+                mapped = mapper(item)
+            except PermanentFileError as e:
+                outcomes[r.idx] = ObjectResult(error=str(e))
+                continue
+            specs.append((r.idx, _spec(rt, item, mapped.fields)))
+        to_create = []
+        for idx, spec in specs:
+            prior = known.get(items[idx].key)
+            if prior is not None and prior.object_id:
+                outcomes[idx] = rt.target.update_object(prior.object_id, spec)
+            else:
+                to_create.append((idx, spec))
+        if to_create:
+            results = rt.target.create_objects([s for _, s in to_create])
+            outcomes.update({idx: res for (idx, _), res in zip(to_create, results, strict=True)})
+        _record_outcomes(rt, work_id, items, known, outcomes, fhash, counts)
+    return counts
+
+
+def _spec(rt: SyncRuntime, item: FileItem, fields: dict[str, Any]) -> ObjectSpec:
+    provider = rt.provider
+    return ObjectSpec(
+        source_ref=rt.source_ref(item.key),
+        source_key=item.key,
+        blob_url=item.url,
+        mime_type=mime_type_of(item),
+        size=item.size,
+        fingerprint=item.fingerprint,
+        metadata={
+            **rt.sync.metadata,
+            "mixsync": {
+                "sync": rt.name,
+                "provider": provider.name,
+                "connection": rt.sync.connection_id,
+                "source_key": item.key,
+                "fingerprint": item.fingerprint,
+            },
+        },
+        fields=fields,
+        open_blob=lambda: provider.open(item),
+    )
+
+
+def _record_outcomes(
+    rt: SyncRuntime,
+    work_id: str,
+    items: dict[int, FileItem],
+    known: dict[str, TrackedRow],
+    outcomes: dict[int, ObjectResult],
+    fhash: str,
+    counts: dict[str, int],
+) -> None:
+    now = utcnow()
+    synced_rows: list[dict[str, Any]] = []
+    failed_rows: list[dict[str, Any]] = []
+    newly_failed = 0
+    synced_bytes = 0
+    with rt.store.tx() as c:
+        for idx, res in outcomes.items():
+            item = items[idx]
+            prior = known.get(item.key)
+            if res.object_id:
+                rt.store.set_items(c, work_id, [idx], status="synced", object_id=res.object_id)
+                synced_rows.append(
+                    {
+                        "b_key": item.key,
+                        "status": "synced",
+                        "fingerprint": item.fingerprint,
+                        "object_id": res.object_id,
+                        "attempts": 0,
+                        "last_error": None,
+                        "size_bytes": item.size,
+                        "filter_hash": fhash,
+                        "updated_at": now,
+                    }
+                )
+                counts["synced"] += 1
+                counts["bytes"] += item.size
+                synced_bytes += item.size
+            elif res.vanished:
+                rt.store.set_items(c, work_id, [idx], status="vanished", reason=res.error)
+                counts["vanished"] += 1
+                if prior is None or not prior.object_id:
+                    c.execute(
+                        delete(st.tracked).where(
+                            and_(st.tracked.c.sync == rt.name, st.tracked.c.source_key == item.key)
+                        )
+                    )
+            else:
+                attempts = (prior.attempts if prior else 0) + 1
+                final = attempts >= MAX_ATTEMPTS
+                newly_failed += int(final)
+                rt.store.set_items(c, work_id, [idx], status="failed", reason=res.error)
+                failed_rows.append(
+                    {
+                        "b_key": item.key,
+                        "status": "failed" if final else "retry",
+                        "fingerprint": item.fingerprint,
+                        "attempts": attempts,
+                        "last_error": (res.error or "unknown error")[:1000],
+                        "updated_at": now,
+                    }
+                )
+                counts["failed"] += 1
+        _update_tracked(c, rt.name, synced_rows)
+        _update_tracked(c, rt.name, failed_rows)
+        rt.store.add_metrics(
+            c,
+            rt.name,
+            total_files_synced=len(synced_rows),
+            total_bytes_synced=synced_bytes,
+            total_files_failed=newly_failed,
+        )
+
+
+def submit_batches(rt: SyncRuntime, work_id: str) -> dict[str, int]:
+    """Group the work list's synced objects into batches and submit them.
+
+    The batch id is recorded before submission, so a retry submits a created batch instead of
+    creating another one for the same objects.
+    """
+    if rt.sync.skip_batch_submission:
+        return {"batches": 0, "submitted": 0}
+    pending = [r for r in rt.store.work_items(work_id, status="synced") if r.batch_id is None]
+    created = 0
+    for group in _chunks(pending, rt.sync.batch_size):
+        ids = [r.object_id for r in group if r.object_id]
+        bid = rt.target.create_batch(ids)
+        with rt.store.tx() as c:
+            c.execute(
+                st.batches.insert().values(
+                    batch_id=bid,
+                    sync=rt.name,
+                    work_id=work_id,
+                    status="created",
+                    object_count=len(ids),
+                    created_at=utcnow(),
+                )
+            )
+            rt.store.set_items(c, work_id, [r.idx for r in group], batch_id=bid)
+        created += 1
+    submitted = 0
+    with rt.store.tx() as c:
+        todo = [
+            r.batch_id
+            for r in c.execute(
+                st.batches.select().where(
+                    and_(st.batches.c.work_id == work_id, st.batches.c.status == "created")
+                )
+            )
+        ]
+    for bid in todo:
+        task = rt.target.submit_batch(bid)
+        with rt.store.tx() as c:
+            c.execute(
+                update(st.batches)
+                .where(st.batches.c.batch_id == bid)
+                .values(status="submitted", task_id=task, submitted_at=utcnow())
+            )
+        submitted += 1
+    return {"batches": created, "submitted": submitted}
+
+
+def checkpoint(rt: SyncRuntime, work_id: str) -> dict[str, Any]:
+    """Close a work list: record success, reset the failure count, return the run's numbers."""
+    counts = rt.store.item_counts(work_id)
+    with rt.store.tx() as c:
+        c.execute(
+            update(st.work_lists)
+            .where(st.work_lists.c.id == work_id)
+            .values(status="done", finished_at=utcnow())
+        )
+        row = c.execute(st.syncs.select().where(st.syncs.c.name == rt.name)).mappings().one()
+        values: dict[str, Any] = {"consecutive_failures": 0, "last_error": None}
+        if row["status"] in ("PENDING", "FAILED"):
+            values["status"] = "ACTIVE"
+        rt.store.set_sync(c, rt.name, **values)
+    return counts
+
+
+def record_failure(store: StateStore, sync: str, error: str) -> None:
+    """A run of the sync failed: count it and keep the error (secrets are never in it)."""
+    with store.tx() as c:
+        row = c.execute(st.syncs.select().where(st.syncs.c.name == sync)).mappings().one()
+        values: dict[str, Any] = {
+            "consecutive_failures": row["consecutive_failures"] + 1,
+            "last_error": error[:1000],
+        }
+        if row["status"] not in ("PAUSED", "SUSPENDED"):
+            values["status"] = "FAILED"
+        store.set_sync(c, sync, **values)
+
+
+def finish_pass(rt: SyncRuntime, pass_id: str, started_at: datetime) -> str:
+    """A pass has listed everything and its runs have ended: update times and status.
+
+    Returns the sync's new status. An initial_only sync is COMPLETED only when every work list
+    of the pass finished; otherwise it stays due, so the next tick starts another pass.
+    """
+    complete = rt.store.pending_work(rt.name, pass_id) == 0
+    now = utcnow()
+    with rt.store.tx() as c:
+        row = c.execute(st.syncs.select().where(st.syncs.c.name == rt.name)).mappings().one()
+        status = row["status"]
+        values: dict[str, Any] = {
+            "last_sync_at": now,
+            "passes_completed": row["passes_completed"] + 1,
+        }
+        if rt.sync.sync_mode == "initial_only":
+            values["next_sync_at"] = None if complete else now
+            if complete and status not in ("PAUSED", "SUSPENDED"):
+                status = "COMPLETED"
+        else:
+            values["next_sync_at"] = started_at + timedelta(
+                seconds=rt.sync.polling_interval_seconds
+            )
+            if status == "PENDING" and complete:
+                status = "ACTIVE"
+        values["status"] = status
+        rt.store.set_sync(c, rt.name, **values)
+    return str(status)

@@ -1,0 +1,120 @@
+"""Passes over a source, chunked across sensor ticks, with the position kept in a cursor.
+
+Plain Python: the sensor feeds it the cursor and whether a run of the sync is still in flight,
+and gets back the new cursor, at most one work list to launch, and a message for the UI.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+
+from mixsync_dagster import engine
+from mixsync_dagster.engine import SyncRuntime
+from mixsync_dagster.records import utcnow
+
+
+@dataclass(frozen=True)
+class PassCursor:
+    """What the sensor remembers between ticks.
+
+    `epoch` is drawn once per cursor so run keys stay unique even if the state store is reset;
+    `pos` is the provider position inside the current pass.
+    """
+
+    epoch: str
+    pass_no: int = 0
+    started: str | None = None
+    pos: str | None = None
+    listing_done: bool = True
+    finished: bool = True
+    chunk: int = 0
+
+    @property
+    def pass_id(self) -> str:
+        return f"{self.epoch}-{self.pass_no}"
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def load(cls, text: str | None) -> PassCursor:
+        if not text:
+            return cls(epoch=secrets.token_hex(4))
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class TickOutcome:
+    cursor: PassCursor
+    work_id: str | None
+    message: str
+
+
+def work_id_for(sync: str, cur: PassCursor) -> str:
+    return f"{sync}-{cur.pass_id}-{cur.chunk}"
+
+
+def tick(rt: SyncRuntime, cur: PassCursor, *, in_flight: str | None) -> TickOutcome:
+    """One sensor evaluation for one sync."""
+    row = rt.store.get_sync(rt.name)
+    status = row["status"]
+    if status == "PAUSED":
+        return TickOutcome(cur, None, "paused (`mixsync resume` continues from the cursor)")
+    if status == "SUSPENDED":
+        return TickOutcome(cur, None, f"suspended after failures: {row['last_error'] or ''}")
+    if status == "COMPLETED":
+        return TickOutcome(cur, None, "initial_only sync completed; nothing more to do")
+    if in_flight:
+        return TickOutcome(cur, None, f"run {in_flight} of this sync is in flight; waiting")
+    now = utcnow()
+    if cur.listing_done and not cur.finished and cur.started:
+        new_status = engine.finish_pass(rt, cur.pass_id, datetime.fromisoformat(cur.started))
+        cur = replace(cur, finished=True)
+        if new_status == "COMPLETED":
+            return TickOutcome(cur, None, "initial pass complete: sync COMPLETED")
+    if cur.finished:
+        triggered = rt.store.take_trigger(rt.name)
+        due = cur.started is None or now >= datetime.fromisoformat(cur.started) + timedelta(
+            seconds=rt.sync.polling_interval_seconds
+        )
+        if rt.sync.sync_mode == "initial_only" and row["next_sync_at"] is not None:
+            due = True  # the last pass left work unfinished: go again now
+        if not (due or triggered):
+            nxt = datetime.fromisoformat(cur.started or now.isoformat()) + timedelta(
+                seconds=rt.sync.polling_interval_seconds
+            )
+            return TickOutcome(cur, None, f"next pass at {nxt.isoformat(timespec='seconds')}")
+        cur = replace(
+            cur,
+            pass_no=cur.pass_no + 1,
+            started=now.isoformat(),
+            pos=None,
+            listing_done=False,
+            finished=False,
+            chunk=0,
+        )
+        rt.store.set_sync(
+            None,
+            rt.name,
+            next_sync_at=now + timedelta(seconds=rt.sync.polling_interval_seconds),
+        )
+    plan = engine.plan_chunk(rt, cur.pass_id, cur.pos)
+    skipped = f", {len(plan.skipped)} skipped by the provider" if plan.skipped else ""
+    listed = f"listed {plan.listed} file(s){skipped}"
+    if plan.items:
+        work_id = work_id_for(rt.name, cur)
+        rt.store.save_work(work_id, rt.name, cur.pass_id, cur.chunk, plan.listing_done, plan.items)
+        after = replace(
+            cur, pos=plan.next_position, listing_done=plan.listing_done, chunk=cur.chunk + 1
+        )
+        msg = f"pass {cur.pass_id}: {listed}; {len(plan.items)} to sync in {work_id}"
+        return TickOutcome(after, work_id, msg)
+    cur = replace(cur, pos=plan.next_position, listing_done=plan.listing_done)
+    if plan.listing_done:
+        new_status = engine.finish_pass(rt, cur.pass_id, datetime.fromisoformat(cur.started or ""))
+        cur = replace(cur, finished=True)
+        return TickOutcome(cur, None, f"pass {cur.pass_id} done: {listed}; status {new_status}")
+    return TickOutcome(cur, None, f"pass {cur.pass_id}: {listed}, nothing to sync yet; continuing")

@@ -1,0 +1,38 @@
+"""Providers list a source in resumable pages and open files. They know nothing of syncs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO, Protocol
+
+from mixsync_dagster.config import Connection, LocalConnection, MixsyncConfig
+from mixsync_dagster.records import FileItem, Page
+
+
+class Provider(Protocol):
+    """The whole interface a storage provider implements."""
+
+    name: str
+    """Short provider id recorded on objects for source tracking (`local`, `s3`, ...)."""
+
+    def list_pages(self, source_path: str, position: str | None, page_size: int) -> Iterator[Page]:
+        """Pages of files after `position` (None = from the start), in a stable order.
+
+        Each page's `next_position` resumes right after it; the last page's is None. Only one
+        page is held in memory at a time.
+        """
+        ...
+
+    def open(self, item: FileItem) -> BinaryIO:
+        """Open the file's bytes. Raises FileVanished if it is gone."""
+        ...
+
+
+def get_provider(cfg: MixsyncConfig, connection_id: str) -> Provider:
+    """Build the provider for a declared connection."""
+    conn: Connection = cfg.connections[connection_id]
+    if isinstance(conn, LocalConnection):
+        from mixsync_dagster.providers.local import LocalProvider
+
+        return LocalProvider(cfg.connection_root(conn), include_hidden=conn.include_hidden)
+    raise AssertionError(f"unhandled connection type {type(conn).__name__}")

@@ -1,0 +1,124 @@
+"""A local folder as a source: a sorted walk that can resume after any key."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from mixsync_dagster.errors import FileVanished, ProviderError
+from mixsync_dagster.records import FileItem, Page, Skipped, utc_from_timestamp
+
+
+class LocalProvider:
+    """Lists files under `root` in component-wise sorted order.
+
+    The order makes a key a resumable position: a walk restarted "after key K" skips every folder
+    that sorts before K's folder without reading it. Only one folder's entries are held at a time.
+    Symlinks are followed only when they point to a file inside the root; hidden entries (dot
+    names) are skipped unless `include_hidden`.
+    """
+
+    name = "local"
+
+    def __init__(self, root: Path, *, include_hidden: bool = False):
+        self.root = root.resolve()
+        self.include_hidden = include_hidden
+
+    def source_dir(self, source_path: str) -> Path:
+        return (self.root / source_path.lstrip("/")).resolve()
+
+    def list_pages(self, source_path: str, position: str | None, page_size: int) -> Iterator[Page]:
+        """Pages of up to `page_size` entries after `position`; the last page has no position."""
+        base = self.source_dir(source_path)
+        if not base.is_relative_to(self.root):
+            raise ProviderError(f"source path '{source_path}' leaves the connection root")
+        if not base.is_dir():
+            raise ProviderError(f"source folder {base} does not exist or is not a folder")
+        base_key = base.relative_to(self.root).as_posix()
+        prefix = "" if base_key == "." else base_key + "/"
+        after: tuple[str, ...] | None = None
+        if position is not None:
+            if not position.startswith(prefix):
+                raise ProviderError(f"position '{position}' is not inside '{source_path}'")
+            after = tuple(position[len(prefix) :].split("/"))
+        items: list[FileItem] = []
+        skipped: list[Skipped] = []
+        last: str | None = None
+        for entry in self._walk(base, prefix, len(prefix), after):
+            if isinstance(entry, FileItem):
+                items.append(entry)
+            else:
+                skipped.append(entry)
+            last = entry.key
+            if len(items) + len(skipped) >= page_size:
+                yield Page(items, skipped, last)
+                items, skipped = [], []
+        yield Page(items, skipped, None)
+
+    def _walk(
+        self, folder: Path, key_prefix: str, strip: int, after: tuple[str, ...] | None
+    ) -> Iterator[FileItem | Skipped]:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            return  # the folder vanished mid-walk: nothing in it to list
+        except OSError as err:
+            raise ProviderError(f"cannot list {folder}: {err.strerror}") from err
+        for e in entries:
+            sub_after: tuple[str, ...] | None = None
+            if after is not None:
+                if e.name < after[0]:
+                    continue
+                if e.name == after[0]:
+                    if len(after) == 1:
+                        continue  # this entry is the position itself: already listed
+                    sub_after = after[1:]
+            if not self.include_hidden and e.name.startswith("."):
+                continue
+            key = key_prefix + e.name
+            try:
+                if e.is_symlink():
+                    target = Path(os.path.realpath(e.path))
+                    if not target.is_relative_to(self.root):
+                        yield Skipped(key, "symlink points outside the connection root (refused)")
+                        continue
+                    if target.is_dir():
+                        yield Skipped(key, "symlinked folder not followed (avoids loops)")
+                        continue
+                if e.is_dir(follow_symlinks=False):
+                    yield from self._walk(Path(e.path), key + "/", strip, sub_after)
+                    continue
+                st = e.stat(follow_symlinks=True)
+            except FileNotFoundError:
+                continue  # vanished between the folder read and the stat: not ours to list
+            if not stat.S_ISREG(st.st_mode):
+                yield Skipped(key, "not a regular file")
+                continue
+            yield self._item(key, key[strip:], e.name, st)
+
+    def _item(self, key: str, rel_path: str, name: str, st: os.stat_result) -> FileItem:
+        path = self.root / key
+        ctype, _ = mimetypes.guess_type(name, strict=False)
+        return FileItem(
+            key=key,
+            rel_path=rel_path,
+            size=st.st_size,
+            modified_at=utc_from_timestamp(st.st_mtime),
+            fingerprint=f"{st.st_size}-{st.st_mtime_ns}",
+            content_type=ctype,
+            url=path.as_uri(),
+        )
+
+    def open(self, item: FileItem) -> BinaryIO:
+        """Open a listed file for reading; FileVanished if it is gone."""
+        try:
+            return (self.root / item.key).open("rb")
+        except FileNotFoundError:
+            raise FileVanished(f"{item.key} was removed after it was listed") from None
+        except IsADirectoryError:
+            raise FileVanished(f"{item.key} is now a folder") from None

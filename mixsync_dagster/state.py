@@ -1,0 +1,415 @@
+"""The state store: source tracking, per-sync status and metrics, and run work lists.
+
+SQLAlchemy Core over SQLite (default) or PostgreSQL. The schema is created on first use and
+carries a version row so later releases can migrate it in place.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+from mixsync_dagster.records import utcnow
+
+SCHEMA_VERSION = 1
+STATUSES = ("PENDING", "ACTIVE", "PAUSED", "SUSPENDED", "COMPLETED", "FAILED")
+
+metadata = MetaData()
+
+schema_info = Table(
+    "mixsync_schema",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+syncs = Table(
+    "mixsync_syncs",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("status", String(16), nullable=False, default="PENDING"),
+    Column("total_files_discovered", BigInteger, nullable=False, default=0),
+    Column("total_files_synced", BigInteger, nullable=False, default=0),
+    Column("total_files_failed", BigInteger, nullable=False, default=0),
+    Column("total_bytes_synced", BigInteger, nullable=False, default=0),
+    Column("last_sync_at", DateTime(timezone=True)),
+    Column("next_sync_at", DateTime(timezone=True)),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("trigger_requested_at", DateTime(timezone=True)),
+    Column("passes_completed", Integer, nullable=False, default=0),
+    Column("updated_at", DateTime(timezone=True)),
+)
+
+tracked = Table(
+    "mixsync_tracked_files",
+    metadata,
+    Column("sync", String(64), primary_key=True),
+    Column("source_key", Text, primary_key=True),
+    Column("fingerprint", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | synced | excluded | failed
+    Column("object_id", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("size_bytes", BigInteger, nullable=False, default=0),
+    Column("filter_hash", String(32)),
+    Column("last_seen_pass", String(64)),
+    Column("updated_at", DateTime(timezone=True)),
+)
+
+work_lists = Table(
+    "mixsync_work_lists",
+    metadata,
+    Column("id", String(160), primary_key=True),
+    Column("sync", String(64), nullable=False, index=True),
+    Column("pass_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | done
+    Column("item_count", Integer, nullable=False),
+    Column("final", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+work_items = Table(
+    "mixsync_work_items",
+    metadata,
+    Column("work_id", String(160), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("source_key", Text, nullable=False),
+    Column("item", Text, nullable=False),  # FileItem.to_json()
+    Column("action", String(16), nullable=False),  # new | changed | resend | retry | recheck
+    Column("status", String(16), nullable=False),
+    # pending | accepted | excluded | synced | failed | vanished
+    Column("object_id", Text),
+    Column("batch_id", Text),
+    Column("reason", Text),
+    Column("fields", JSON),
+)
+
+batches = Table(
+    "mixsync_batches",
+    metadata,
+    Column("batch_id", String(80), primary_key=True),
+    Column("sync", String(64), nullable=False, index=True),
+    Column("work_id", String(160), nullable=False, index=True),
+    Column("status", String(16), nullable=False),  # created | submitted
+    Column("object_count", Integer, nullable=False),
+    Column("task_id", Text),
+    Column("created_at", DateTime(timezone=True)),
+    Column("submitted_at", DateTime(timezone=True)),
+)
+
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def get_engine(url: str) -> Engine:
+    """One engine per URL per process, schema ensured on first use."""
+    with _engines_lock:
+        eng = _engines.get(url)
+        if eng is None:
+            eng = _make_engine(url)
+            ensure_schema(eng)
+            _engines[url] = eng
+        return eng
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            from pathlib import Path
+
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        eng = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(eng, "connect")
+        def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
+            # WAL lets the sensor read while a run writes; busy timeout rides out short locks.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        return eng
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def ensure_schema(eng: Engine) -> None:
+    """Create missing tables and record the schema version (idempotent, safe to race)."""
+    from mixsync_dagster.targets.local import local_metadata
+
+    metadata.create_all(eng, checkfirst=True)
+    local_metadata.create_all(eng, checkfirst=True)
+    with eng.begin() as c:
+        row = c.execute(select(schema_info.c.version).where(schema_info.c.id == 1)).first()
+        if row is None:
+            c.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
+        elif row.version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"state store schema v{row.version} is newer than this mixsync (v{SCHEMA_VERSION})"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedRow:
+    fingerprint: str
+    status: str
+    filter_hash: str | None
+    object_id: str | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItemRow:
+    idx: int
+    source_key: str
+    item: str
+    action: str
+    status: str
+    object_id: str | None
+    batch_id: str | None
+
+
+class StateStore:
+    """Typed access to the state tables. Cheap to create; engines are shared per URL."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = get_engine(url)
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as c:
+            yield c
+
+    # ------------------------------------------------------------ sync status and metrics
+
+    def ensure_sync(self, name: str) -> None:
+        with self.tx() as c:
+            if c.execute(select(syncs.c.name).where(syncs.c.name == name)).first() is None:
+                try:
+                    with c.begin_nested():
+                        c.execute(
+                            insert(syncs).values(name=name, status="PENDING", updated_at=utcnow())
+                        )
+                except Exception:  # another process created it first
+                    pass
+
+    def get_sync(self, name: str) -> dict[str, Any]:
+        self.ensure_sync(name)
+        with self.tx() as c:
+            row = c.execute(select(syncs).where(syncs.c.name == name)).mappings().one()
+        return dict(row)
+
+    def set_sync(self, c: Connection | None, name: str, **values: Any) -> None:
+        values["updated_at"] = utcnow()
+        stmt = update(syncs).where(syncs.c.name == name).values(**values)
+        if c is None:
+            self.ensure_sync(name)
+            with self.tx() as c2:
+                c2.execute(stmt)
+        else:
+            c.execute(stmt)
+
+    def add_metrics(self, c: Connection, name: str, **deltas: int) -> None:
+        values = {k: getattr(syncs.c, k) + v for k, v in deltas.items() if v}
+        if values:
+            c.execute(update(syncs).where(syncs.c.name == name).values(**values))
+
+    def take_trigger(self, name: str) -> bool:
+        """True once per `mixsync trigger`: clears the request atomically."""
+        with self.tx() as c:
+            res = c.execute(
+                update(syncs)
+                .where(and_(syncs.c.name == name, syncs.c.trigger_requested_at.is_not(None)))
+                .values(trigger_requested_at=None)
+            )
+            return bool(res.rowcount)
+
+    # ------------------------------------------------------------ source tracking
+
+    def lookup(self, c: Connection, sync: str, keys: Sequence[str]) -> dict[str, TrackedRow]:
+        out: dict[str, TrackedRow] = {}
+        for chunk in _chunks(keys, 500):
+            rows = c.execute(
+                select(
+                    tracked.c.source_key,
+                    tracked.c.fingerprint,
+                    tracked.c.status,
+                    tracked.c.filter_hash,
+                    tracked.c.object_id,
+                    tracked.c.attempts,
+                ).where(and_(tracked.c.sync == sync, tracked.c.source_key.in_(chunk)))
+            )
+            for r in rows:
+                out[r.source_key] = TrackedRow(
+                    r.fingerprint, r.status, r.filter_hash, r.object_id, r.attempts
+                )
+        return out
+
+    def discover(self, c: Connection, sync: str, rows: list[dict[str, Any]]) -> int:
+        """Insert tracking rows for newly seen keys (status pending); count only real inserts."""
+        if not rows:
+            return 0
+        if c.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+        added = 0
+        for chunk in _chunks(rows, 500):
+            # rowcount is -1 for multi-row inserts on psycopg; RETURNING counts on both dialects.
+            stmt = dialect_insert(tracked).values(chunk).on_conflict_do_nothing()
+            added += len(c.execute(stmt.returning(tracked.c.source_key)).all())
+        self.add_metrics(c, sync, total_files_discovered=added)
+        return added
+
+    def mark_seen(self, c: Connection, sync: str, keys: Sequence[str], pass_id: str) -> None:
+        for chunk in _chunks(keys, 500):
+            c.execute(
+                update(tracked)
+                .where(and_(tracked.c.sync == sync, tracked.c.source_key.in_(chunk)))
+                .values(last_seen_pass=pass_id)
+            )
+
+    def track(self, c: Connection, sync: str, key: str, **values: Any) -> None:
+        values["updated_at"] = utcnow()
+        c.execute(
+            update(tracked)
+            .where(and_(tracked.c.sync == sync, tracked.c.source_key == key))
+            .values(**values)
+        )
+
+    def tracked_counts(self, sync: str) -> dict[str, int]:
+        with self.tx() as c:
+            rows = c.execute(
+                select(tracked.c.status, func.count())
+                .where(tracked.c.sync == sync)
+                .group_by(tracked.c.status)
+            )
+            return {r[0]: int(r[1]) for r in rows}
+
+    # ------------------------------------------------------------ work lists
+
+    def save_work(
+        self,
+        work_id: str,
+        sync: str,
+        pass_id: str,
+        seq: int,
+        final: bool,
+        items: list[dict[str, Any]],
+    ) -> bool:
+        """Store a run's work list once; False if it already existed (a re-evaluated tick)."""
+        with self.tx() as c:
+            if c.execute(select(work_lists.c.id).where(work_lists.c.id == work_id)).first():
+                return False
+            c.execute(
+                insert(work_lists).values(
+                    id=work_id,
+                    sync=sync,
+                    pass_id=pass_id,
+                    seq=seq,
+                    status="pending",
+                    item_count=len(items),
+                    final=final,
+                    created_at=utcnow(),
+                )
+            )
+            rows = [{"work_id": work_id, "idx": i, **it} for i, it in enumerate(items)]
+            for chunk in _chunks(rows, 1000):
+                c.execute(insert(work_items), chunk)
+            return True
+
+    def work_list(self, work_id: str) -> dict[str, Any]:
+        with self.tx() as c:
+            row = c.execute(select(work_lists).where(work_lists.c.id == work_id)).mappings().first()
+        if row is None:
+            raise KeyError(f"work list {work_id} not found in the state store")
+        return dict(row)
+
+    def work_items(self, work_id: str, status: str | None = None) -> list[WorkItemRow]:
+        q = select(
+            work_items.c.idx,
+            work_items.c.source_key,
+            work_items.c.item,
+            work_items.c.action,
+            work_items.c.status,
+            work_items.c.object_id,
+            work_items.c.batch_id,
+        ).where(work_items.c.work_id == work_id)
+        if status is not None:
+            q = q.where(work_items.c.status == status)
+        with self.tx() as c:
+            return [WorkItemRow(*r) for r in c.execute(q.order_by(work_items.c.idx))]
+
+    def set_items(self, c: Connection, work_id: str, idxs: Iterable[int], **values: Any) -> None:
+        for chunk in _chunks(list(idxs), 500):
+            c.execute(
+                update(work_items)
+                .where(and_(work_items.c.work_id == work_id, work_items.c.idx.in_(chunk)))
+                .values(**values)
+            )
+
+    def item_counts(self, work_id: str) -> dict[str, int]:
+        with self.tx() as c:
+            rows = c.execute(
+                select(work_items.c.status, func.count())
+                .where(work_items.c.work_id == work_id)
+                .group_by(work_items.c.status)
+            )
+            return {r[0]: int(r[1]) for r in rows}
+
+    def pending_work(self, sync: str, pass_id: str) -> int:
+        with self.tx() as c:
+            return int(
+                c.execute(
+                    select(func.count())
+                    .select_from(work_lists)
+                    .where(
+                        and_(
+                            work_lists.c.sync == sync,
+                            work_lists.c.pass_id == pass_id,
+                            work_lists.c.status == "pending",
+                        )
+                    )
+                ).scalar_one()
+            )
+
+
+def _chunks(seq: Sequence[Any], n: int) -> Iterator[Any]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

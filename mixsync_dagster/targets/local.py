@@ -1,0 +1,206 @@
+"""The embedded bucket: objects and batches in the state database, no account needed."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    insert,
+    select,
+    update,
+)
+
+from mixsync_dagster.errors import FileVanished
+from mixsync_dagster.records import utcnow
+from mixsync_dagster.targets import ObjectResult, ObjectSpec
+
+local_metadata = MetaData()
+
+objects = Table(
+    "local_bucket_objects",
+    local_metadata,
+    Column("object_id", String(40), primary_key=True),
+    Column("bucket", String(64), nullable=False),
+    Column("source_ref", Text, nullable=False),
+    Column("source_key", Text, nullable=False),
+    Column("blob_url", Text),
+    Column("mime_type", String(255)),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64)),
+    Column("fingerprint", Text, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("fields", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # DRAFT | PROCESSED
+    Column("created_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True)),
+    UniqueConstraint("bucket", "source_ref", name="uq_local_object_source"),
+)
+
+batches = Table(
+    "local_bucket_batches",
+    local_metadata,
+    Column("batch_id", String(40), primary_key=True),
+    Column("bucket", String(64), nullable=False),
+    Column("object_ids", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # DRAFT | COMPLETED
+    Column("task_id", String(40)),
+    Column("created_at", DateTime(timezone=True)),
+    Column("submitted_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+)
+
+
+def _digest(spec: ObjectSpec) -> str | None:
+    if spec.open_blob is None:
+        return None
+    h = hashlib.sha256()
+    with spec.open_blob() as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class LocalBucketTarget:
+    """A bucket kept in SQL. Reads each blob once (sha256), so a vanished file is noticed."""
+
+    def __init__(self, engine: Engine, bucket: str):
+        self.engine = engine
+        self.bucket = bucket
+
+    def create_objects(self, specs: list[ObjectSpec]) -> list[ObjectResult]:
+        results: list[ObjectResult | None] = [None] * len(specs)
+        digests: dict[int, str | None] = {}
+        for i, spec in enumerate(specs):
+            try:
+                digests[i] = _digest(spec)
+            except FileVanished as e:
+                results[i] = ObjectResult(error=str(e), vanished=True)
+            except OSError as e:
+                results[i] = ObjectResult(error=f"cannot read {spec.source_key}: {e.strerror}")
+        live = [i for i in range(len(specs)) if results[i] is None]
+        now = utcnow()
+        with self.engine.begin() as c:
+            refs = [specs[i].source_ref for i in live]
+            existing = (
+                {
+                    r.source_ref: r.object_id
+                    for r in c.execute(
+                        select(objects.c.source_ref, objects.c.object_id).where(
+                            and_(objects.c.bucket == self.bucket, objects.c.source_ref.in_(refs))
+                        )
+                    )
+                }
+                if refs
+                else {}
+            )
+            rows: list[dict[str, Any]] = []
+            for i in live:
+                spec = specs[i]
+                if spec.source_ref in existing:
+                    results[i] = ObjectResult(object_id=existing[spec.source_ref], created=False)
+                    continue
+                oid = "obj_" + uuid.uuid4().hex[:24]
+                existing[spec.source_ref] = oid
+                rows.append(self._row(spec, digests[i]) | {"object_id": oid, "created_at": now})
+                results[i] = ObjectResult(object_id=oid, created=True)
+            if rows:
+                c.execute(insert(objects), rows)
+        return [r if r is not None else ObjectResult(error="not processed") for r in results]
+
+    def _row(self, spec: ObjectSpec, sha: str | None) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "source_ref": spec.source_ref,
+            "source_key": spec.source_key,
+            "blob_url": spec.blob_url,
+            "mime_type": spec.mime_type,
+            "size_bytes": spec.size,
+            "sha256": sha,
+            "fingerprint": spec.fingerprint,
+            "metadata": spec.metadata,
+            "fields": spec.fields,
+            "status": "DRAFT",
+            "updated_at": utcnow(),
+        }
+
+    def update_object(self, object_id: str, spec: ObjectSpec) -> ObjectResult:
+        try:
+            sha = _digest(spec)
+        except FileVanished as e:
+            return ObjectResult(error=str(e), vanished=True)
+        with self.engine.begin() as c:
+            res = c.execute(
+                update(objects)
+                .where(and_(objects.c.object_id == object_id, objects.c.bucket == self.bucket))
+                .values(**self._row(spec, sha))
+            )
+        if not res.rowcount:
+            # The object was deleted behind our back: create it afresh rather than lose the file.
+            return self.create_objects([spec])[0]
+        return ObjectResult(object_id=object_id, created=False)
+
+    def delete_object(self, object_id: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(
+                delete(objects).where(
+                    and_(objects.c.object_id == object_id, objects.c.bucket == self.bucket)
+                )
+            )
+
+    def create_batch(self, object_ids: list[str]) -> str:
+        bid = "btch_" + uuid.uuid4().hex[:24]
+        with self.engine.begin() as c:
+            c.execute(
+                insert(batches).values(
+                    batch_id=bid,
+                    bucket=self.bucket,
+                    object_ids=list(object_ids),
+                    status="DRAFT",
+                    created_at=utcnow(),
+                )
+            )
+        return bid
+
+    def submit_batch(self, batch_id: str) -> str | None:
+        """The local pipeline: process synchronously, marking the batch's objects PROCESSED."""
+        task = "task_" + uuid.uuid4().hex[:24]
+        now = utcnow()
+        with self.engine.begin() as c:
+            ids = c.execute(
+                select(batches.c.object_ids).where(batches.c.batch_id == batch_id)
+            ).scalar_one()
+            c.execute(
+                update(objects)
+                .where(and_(objects.c.bucket == self.bucket, objects.c.object_id.in_(ids)))
+                .values(status="PROCESSED", updated_at=now)
+            )
+            c.execute(
+                update(batches)
+                .where(batches.c.batch_id == batch_id)
+                .values(status="COMPLETED", task_id=task, submitted_at=now, completed_at=now)
+            )
+        return task
+
+    def list_objects(self) -> list[dict[str, Any]]:
+        """Every object in the bucket, oldest first (for `mixsync objects`)."""
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(objects)
+                .where(objects.c.bucket == self.bucket)
+                .order_by(objects.c.created_at, objects.c.source_key)
+            ).mappings()
+            return [dict(r) for r in rows]
