@@ -221,6 +221,8 @@ class SyncConfig(_Model):
     skip_duplicates: bool = True
     reconcile_on_sync: bool = False
     skip_batch_submission: bool = False
+    max_objects_per_run: int = Field(default=5_000, ge=1, le=100_000)
+    """Files handed to one run; a larger pass is split across runs (Mixpeek caps a run at 100k)."""
     description: str | None = Field(default=None, max_length=500)
     metadata: dict[str, Any] = {}
     file_filters: FileFilters = FileFilters()
@@ -426,6 +428,7 @@ _FIXES = {
 _RANGES = {
     "polling_interval_seconds": "30..900",
     "batch_size": "1..100",
+    "max_objects_per_run": "1..100000",
 }
 
 

@@ -27,8 +27,6 @@ from mixsync_dagster.targets import BucketTarget, ObjectResult, ObjectSpec
 
 MAX_ATTEMPTS = 3
 """A file that fails this many times is `failed` and no longer retried automatically."""
-MAX_FILES_PER_RUN = 5_000
-"""Work handed to one run; a bigger pass is chunked across ticks and runs."""
 TICK_LISTING_BUDGET_SECONDS = 20.0
 """How long one sensor tick may list: well inside Dagster's 60 s evaluation limit."""
 PAGE_SIZE = 1_000
@@ -100,7 +98,7 @@ def plan_chunk(
     pass_id: str,
     position: str | None,
     *,
-    max_items: int = MAX_FILES_PER_RUN,
+    max_items: int | None = None,
     budget_seconds: float = TICK_LISTING_BUDGET_SECONDS,
 ) -> ChunkPlan:
     """List from `position` until the listing ends, `max_items` need work, or time runs out.
@@ -109,10 +107,13 @@ def plan_chunk(
     work items (not yet stored) and the position to resume from.
     """
     fhash = filters_hash(rt.sync.file_filters)
+    max_items = max_items or rt.sync.max_objects_per_run
     plan = ChunkPlan(next_position=position)
     started = time.monotonic()
     now = utcnow()
-    for page in rt.provider.list_pages(rt.sync.source_path, position, PAGE_SIZE):
+    for page in rt.provider.list_pages(
+        rt.sync.source_path, position, min(PAGE_SIZE, max_items)
+    ):
         keys = [i.key for i in page.items]
         plan.listed += len(page.items)
         plan.skipped.extend(page.skipped)

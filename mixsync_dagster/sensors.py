@@ -3,6 +3,7 @@
 from dagster import (
     DefaultSensorStatus,
     JobDefinition,
+    DagsterRunStatus,
     RunRequest,
     RunsFilter,
     SensorDefinition,
@@ -10,7 +11,6 @@ from dagster import (
     SensorResult,
     sensor,
 )
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from mixsync_dagster.config import SyncConfig
 from mixsync_dagster.jobs import PASS_TAG, SYNC_TAG, run_config_for
@@ -22,10 +22,22 @@ MAX_TICK_INTERVAL_SECONDS = 30
 passes themselves still start only every polling_interval_seconds."""
 
 
+# Dagster's own IN_PROGRESS list leaves out QUEUED and NOT_STARTED; a queued run of the sync
+# must also stop the sensor from piling up another.
+IN_FLIGHT_STATUSES = [
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+    DagsterRunStatus.SUSPENDED,
+]
+
+
 def in_flight_run(context: SensorEvaluationContext, sync: str) -> str | None:
     """Id of a queued or running run of this sync, if any (we never pile runs up)."""
     runs = context.instance.get_run_records(
-        filters=RunsFilter(tags={SYNC_TAG: sync}, statuses=IN_PROGRESS_RUN_STATUSES), limit=1
+        filters=RunsFilter(tags={SYNC_TAG: sync}, statuses=IN_FLIGHT_STATUSES), limit=1
     )
     return runs[0].dagster_run.run_id if runs else None
 

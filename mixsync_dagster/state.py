@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -127,6 +128,11 @@ batches = Table(
 )
 
 
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
@@ -229,7 +235,7 @@ class StateStore:
         self.ensure_sync(name)
         with self.tx() as c:
             row = c.execute(select(syncs).where(syncs.c.name == name)).mappings().one()
-        return dict(row)
+        return {k: as_utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
 
     def set_sync(self, c: Connection | None, name: str, **values: Any) -> None:
         values["updated_at"] = utcnow()

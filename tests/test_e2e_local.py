@@ -80,3 +80,208 @@ def test_initial_only_completes_and_then_yields_nothing(tmp_path, src, state_url
     requests, skip = d.tick("once")
     assert requests == [] and "completed" in (skip or "")
     assert len(objects(state_url)) == 4
+
+
+def test_pass_chunked_and_interrupted_between_chunks_resumes_without_loss(
+    tmp_path, src, state_url, instance
+):
+    make_files(src, 25)
+    cfg = write_config(
+        tmp_path / "syncs.yaml",
+        root=src,
+        state_url=state_url,
+        syncs=[{"name": "s1", "max_objects_per_run": 10}],
+    )
+    d = Driver(cfg, instance)
+    reqs, _ = d.tick("s1")
+    assert len(reqs) == 1
+    d.execute("s1", reqs[0])
+    # The second chunk's run request is lost (daemon died before launching it).
+    reqs, _ = d.tick("s1")
+    assert len(reqs) == 1
+    assert reqs[0].run_key != d.runs[0].dagster_run.tags.get("dagster/run_key")
+    # A restarted deployment: a new Driver with the same instance and the stored cursor.
+    d2 = Driver(cfg, instance, cursors=dict(d.cursors))
+    for _ in range(10):
+        reqs, _ = d2.tick("s1")
+        for r in reqs:
+            d2.execute("s1", r)
+        if d2.cursor("s1").finished:
+            break
+    assert len(objects(state_url)) == 15  # the lost chunk's 10 files are still pending
+    # The next pass picks up the files of the lost chunk; nothing is created twice.
+    d2.run_pass("s1")
+    objs = objects(state_url)
+    assert len(objs) == 25
+    assert len({o["source_key"] for o in objs}) == 25
+    assert StateStore(state_url).get_sync("s1")["total_files_discovered"] == 25
+
+
+def test_reevaluated_tick_yields_same_run_key_and_one_work_list(tmp_path, src, state_url, instance):
+    make_files(src, 5)
+    cfg = write_config(
+        tmp_path / "syncs.yaml", root=src, state_url=state_url, syncs=[{"name": "s1"}]
+    )
+    d = Driver(cfg, instance)
+    d.run_pass("s1")
+    make_files(src, 2, "more")
+    d.cursors["s1"] = (
+        d.cursor("s1").dump().replace(d.cursor("s1").started or "", "2000-01-01T00:00:00+00:00")
+    )
+    saved = d.cursors["s1"]
+    first, _ = d.tick("s1")
+    # Replay the same tick from the same cursor, as the daemon does after a crash mid-tick.
+    d.cursors["s1"] = saved
+    second, _ = d.tick("s1")
+    assert len(first) == len(second) == 1
+    assert first[0].run_key == second[0].run_key
+    store = StateStore(state_url)
+    work_id = first[0].run_config["ops"]["filter_files"]["config"]["work_id"]
+    assert len(store.work_items(work_id)) == 2
+    d.execute("s1", second[0])
+    assert len(objects(state_url)) == 7
+
+
+def test_sensor_waits_while_a_run_of_the_sync_is_in_flight(tmp_path, src, state_url, instance):
+    make_files(src, 3)
+    cfg = write_config(
+        tmp_path / "syncs.yaml", root=src, state_url=state_url, syncs=[{"name": "s1"}]
+    )
+    d = Driver(cfg, instance)
+    job = d.defs.get_job_def("mixsync_s1_job")
+    queued = instance.create_run_for_job(
+        job_def=job,
+        run_config={"ops": {"filter_files": {"config": {"sync": "s1", "work_id": "x"}}}},
+        tags={"mixsync/sync": "s1"},
+    )
+    reqs, skip = d.tick("s1")
+    assert reqs == [] and queued.run_id in (skip or "")
+    instance.report_run_canceled(queued)
+    reqs, _ = d.tick("s1")
+    assert len(reqs) == 1
+
+
+def test_pause_resume_and_trigger(tmp_path, src, state_url, instance):
+    from click.testing import CliRunner
+
+    from mixsync_dagster.cli import main
+
+    make_files(src, 2)
+    cfg = write_config(
+        tmp_path / "syncs.yaml", root=src, state_url=state_url, syncs=[{"name": "s1"}]
+    )
+    d = Driver(cfg, instance)
+    runner = CliRunner()
+    assert runner.invoke(main, ["-c", str(cfg), "pause", "s1"]).exit_code == 0
+    reqs, skip = d.tick("s1")
+    assert reqs == [] and "paused" in (skip or "")
+    assert StateStore(state_url).get_sync("s1")["status"] == "PAUSED"
+    res = runner.invoke(main, ["-c", str(cfg), "trigger", "s1"])
+    assert res.exit_code == 1 and "resume" in res.output
+    assert runner.invoke(main, ["-c", str(cfg), "resume", "s1"]).exit_code == 0
+    d.run_pass("s1")
+    assert len(objects(state_url)) == 2
+    # Not due for 300 s: a tick does nothing, until a trigger asks for a pass.
+    make_files(src, 1, "new")
+    reqs, skip = d.tick("s1")
+    assert reqs == [] and "next pass at" in (skip or "")
+    assert runner.invoke(main, ["-c", str(cfg), "trigger", "s1"]).exit_code == 0
+    reqs, _ = d.tick("s1")
+    assert len(reqs) == 1
+    d.execute("s1", reqs[0])
+    assert len(objects(state_url)) == 3
+    assert StateStore(state_url).get_sync("s1")["trigger_requested_at"] is None
+
+
+def test_file_vanishing_between_listing_and_run(tmp_path, src, state_url, instance):
+    files = make_files(src, 3)
+    cfg = write_config(
+        tmp_path / "syncs.yaml", root=src, state_url=state_url, syncs=[{"name": "s1"}]
+    )
+    d = Driver(cfg, instance)
+    reqs, _ = d.tick("s1")
+    files[0].unlink()
+    result = d.execute("s1", reqs[0])
+    assert result.success
+    assert sorted(o["source_key"] for o in objects(state_url)) == ["file_0001.txt", "file_0002.txt"]
+    row = StateStore(state_url).get_sync("s1")
+    assert row["total_files_failed"] == 0 and row["consecutive_failures"] == 0
+
+
+def test_skip_duplicates_false_resends_without_duplicating(tmp_path, src, state_url, instance):
+    make_files(src, 3)
+    cfg = write_config(
+        tmp_path / "syncs.yaml",
+        root=src,
+        state_url=state_url,
+        syncs=[{"name": "s1", "skip_duplicates": False}],
+    )
+    d = Driver(cfg, instance)
+    assert d.run_pass("s1") == 1
+    ids = {o["object_id"] for o in objects(state_url)}
+    assert d.run_pass("s1") == 1  # every listed file is re-sent ...
+    assert {o["object_id"] for o in objects(state_url)} == ids  # ... onto the same objects
+    assert StateStore(state_url).get_sync("s1")["total_files_synced"] == 6
+
+
+def test_required_mapping_fails_the_file_not_the_run(tmp_path, src, state_url, instance):
+    make_files(src, 2)
+    cfg = write_config(
+        tmp_path / "syncs.yaml",
+        root=src,
+        state_url=state_url,
+        syncs=[
+            {
+                "name": "s1",
+                "schema_mapping": {
+                    "mappings": {
+                        "title": {"source": {"type": "metadata", "key": "title"}, "required": True}
+                    }
+                },
+            }
+        ],
+    )
+    d = Driver(cfg, instance)
+    for _ in range(3):
+        d.run_pass("s1")
+    assert objects(state_url) == []
+    store = StateStore(state_url)
+    counts = store.tracked_counts("s1")
+    assert counts == {"failed": 2}  # three attempts each, then failed for good
+    assert store.get_sync("s1")["total_files_failed"] == 2
+    assert d.run_pass("s1") == 0  # no longer retried automatically
+
+
+def test_batches_and_skip_batch_submission(tmp_path, src, state_url, instance):
+    make_files(src, 7)
+    cfg = write_config(
+        tmp_path / "syncs.yaml",
+        root=src,
+        state_url=state_url,
+        syncs=[
+            {"name": "a", "batch_size": 3, "source_path": ""},
+        ],
+    )
+    d = Driver(cfg, instance)
+    d.run_pass("a")
+    objs = objects(state_url)
+    assert len(objs) == 7 and {o["status"] for o in objs} == {"PROCESSED"}
+    from sqlalchemy import select
+
+    from mixsync_dagster.targets.local import batches
+
+    store = StateStore(state_url)
+    with store.engine.connect() as c:
+        sizes = sorted(len(r.object_ids) for r in c.execute(select(batches)))
+    assert sizes == [1, 3, 3]
+    cfg2 = write_config(
+        tmp_path / "syncs2.yaml",
+        root=src,
+        state_url=state_url,
+        syncs=[{"name": "b", "skip_batch_submission": True}],
+        buckets={"media": {"target": "local"}},
+    )
+    d2 = Driver(cfg2, instance)
+    d2.run_pass("b")
+    with store.engine.connect() as c:
+        assert len(list(c.execute(select(batches)))) == 3  # no new batch for sync b

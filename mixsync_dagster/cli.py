@@ -1,0 +1,340 @@
+"""The `mixsync` command line: validate, sync, status, trigger, pause, resume, objects."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mixsync_dagster.config import MixsyncConfig, config_path, load_config
+from mixsync_dagster.errors import ConfigError, MixsyncError, SyncNotFound
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+def _iso(v: Any) -> str | None:
+    return v.isoformat() if isinstance(v, datetime) else v
+
+
+class Ctx:
+    def __init__(self, path: str | None):
+        self.path = config_path(path)
+        self._cfg: MixsyncConfig | None = None
+
+    @property
+    def cfg(self) -> MixsyncConfig:
+        if self._cfg is None:
+            self._cfg = load_config(self.path)
+        return self._cfg
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> None:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+@click.group()
+@click.option(
+    "-c",
+    "--config",
+    "config",
+    default=None,
+    help="Path to syncs.yaml (default: $MIXSYNC_CONFIG, else ./syncs.yaml).",
+)
+@click.version_option(package_name="mixsync-dagster")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """mixsync: keep buckets in step with files in your storage, on Dagster."""
+    import warnings
+
+    # Dagster's beta/preview notices are for library authors, not for operators at a terminal.
+    warnings.filterwarnings("ignore", module="dagster")
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+    ctx.obj = Ctx(config)
+
+
+def _handle_errors(fn: Any) -> Any:
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as e:
+            _fail(str(e), EXIT_CONFIG)
+        except SyncNotFound as e:
+            _fail(str(e), EXIT_CONFIG)
+        except MixsyncError as e:
+            _fail(f"error: {e}")
+
+    return wrapper
+
+
+@main.command()
+@click.pass_obj
+@_handle_errors
+def validate(obj: Ctx) -> None:
+    """Check syncs.yaml: every field, reference and {env: VAR}."""
+    cfg = obj.cfg
+    click.echo(
+        f"{obj.path}: OK: {len(cfg.syncs)} sync(s), {len(cfg.connections)} connection(s), "
+        f"{len(cfg.buckets)} bucket(s)"
+    )
+    for s in cfg.syncs:
+        click.echo(
+            f"  {s.name}: {s.connection_id}:{s.source_path} -> {s.bucket} "
+            f"({s.sync_mode}, every {s.polling_interval_seconds}s, batches of {s.batch_size})"
+        )
+
+
+def status_record(cfg: MixsyncConfig, name: str) -> dict[str, Any]:
+    """One sync's status and metrics, in the stable shape `status --json` prints."""
+    from mixsync_dagster.state import StateStore
+
+    sync = cfg.sync(name)
+    row = StateStore(cfg.state_url()).get_sync(name)
+    return {
+        "name": name,
+        "status": row["status"],
+        "bucket": sync.bucket,
+        "connection_id": sync.connection_id,
+        "source_path": sync.source_path,
+        "sync_mode": sync.sync_mode,
+        "polling_interval_seconds": sync.polling_interval_seconds,
+        "total_files_discovered": int(row["total_files_discovered"]),
+        "total_files_synced": int(row["total_files_synced"]),
+        "total_files_failed": int(row["total_files_failed"]),
+        "total_bytes_synced": int(row["total_bytes_synced"]),
+        "last_sync_at": _iso(row["last_sync_at"]),
+        "next_sync_at": _iso(row["next_sync_at"]),
+        "consecutive_failures": int(row["consecutive_failures"]),
+        "last_error": row["last_error"],
+        "trigger_pending": row["trigger_requested_at"] is not None,
+    }
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print stable JSON (see README).")
+@click.pass_obj
+@_handle_errors
+def status(obj: Ctx, name: str | None, as_json: bool) -> None:
+    """Status and metrics of one sync, or of all."""
+    cfg = obj.cfg
+    names = [name] if name else [s.name for s in cfg.syncs]
+    records = [status_record(cfg, n) for n in names]
+    if as_json:
+        click.echo(json.dumps({"syncs": records}, indent=2))
+        return
+    for r in records:
+        click.echo(f"{r['name']}: {r['status']}")
+        for k in (
+            "total_files_discovered",
+            "total_files_synced",
+            "total_files_failed",
+            "total_bytes_synced",
+            "last_sync_at",
+            "next_sync_at",
+            "consecutive_failures",
+            "last_error",
+        ):
+            click.echo(f"  {k}: {r[k] if r[k] is not None else '-'}")
+
+
+def _set_status(cfg: MixsyncConfig, name: str, **values: Any) -> None:
+    from mixsync_dagster.state import StateStore
+
+    cfg.sync(name)
+    StateStore(cfg.state_url()).set_sync(None, name, **values)
+
+
+@main.command()
+@click.argument("name")
+@click.pass_obj
+@_handle_errors
+def pause(obj: Ctx, name: str) -> None:
+    """Stop launching runs for a sync; a running run finishes; progress is kept."""
+    _set_status(obj.cfg, name, status="PAUSED")
+    click.echo(f"{name}: PAUSED (a run in flight finishes; nothing new is launched)")
+
+
+@main.command()
+@click.argument("name")
+@click.pass_obj
+@_handle_errors
+def resume(obj: Ctx, name: str) -> None:
+    """Resume a paused or suspended sync from its cursor."""
+    from mixsync_dagster.state import StateStore
+
+    cfg = obj.cfg
+    cfg.sync(name)
+    row = StateStore(cfg.state_url()).get_sync(name)
+    if row["status"] not in ("PAUSED", "SUSPENDED"):
+        click.echo(f"{name}: {row['status']}, not paused; nothing to do")
+        return
+    _set_status(cfg, name, status="ACTIVE", consecutive_failures=0)
+    click.echo(f"{name}: ACTIVE (continues from its cursor at the next tick)")
+
+
+@main.command()
+@click.argument("name")
+@click.pass_obj
+@_handle_errors
+def trigger(obj: Ctx, name: str) -> None:
+    """Ask the running deployment to start a pass now (within 30 s), whatever the interval."""
+    from mixsync_dagster.records import utcnow
+    from mixsync_dagster.state import StateStore
+
+    cfg = obj.cfg
+    cfg.sync(name)
+    row = StateStore(cfg.state_url()).get_sync(name)
+    if row["status"] in ("PAUSED", "SUSPENDED"):
+        _fail(f"{name} is {row['status']}: run `mixsync resume {name}` first")
+    values: dict[str, Any] = {"trigger_requested_at": utcnow()}
+    if row["status"] == "COMPLETED":
+        values["status"] = "ACTIVE"  # one more pass of an initial_only sync, then COMPLETED again
+    _set_status(cfg, name, **values)
+    click.echo(f"{name}: pass requested; the sensor starts it at its next tick (≤ 30 s)")
+
+
+@main.command()
+@click.argument("bucket")
+@click.option("--json", "as_json", is_flag=True, help="Print stable JSON (see README).")
+@click.pass_obj
+@_handle_errors
+def objects(obj: Ctx, bucket: str, as_json: bool) -> None:
+    """List a local bucket's objects."""
+    from mixsync_dagster.state import StateStore
+    from mixsync_dagster.targets.local import LocalBucketTarget
+
+    cfg = obj.cfg
+    if bucket not in cfg.buckets:
+        raise SyncNotFound(
+            f"{cfg.source_file}: no bucket named '{bucket}' (declared: {sorted(cfg.buckets)})"
+        )
+    rows = LocalBucketTarget(StateStore(cfg.state_url()).engine, bucket).list_objects()
+    out = [
+        {
+            "object_id": r["object_id"],
+            "source_key": r["source_key"],
+            "size_bytes": int(r["size_bytes"]),
+            "mime_type": r["mime_type"],
+            "status": r["status"],
+            "fields": r["fields"],
+            "metadata": r["metadata"],
+            "blob_url": r["blob_url"],
+            "sha256": r["sha256"],
+            "created_at": _iso(r["created_at"]),
+            "updated_at": _iso(r["updated_at"]),
+        }
+        for r in rows
+    ]
+    if as_json:
+        click.echo(json.dumps({"bucket": bucket, "objects": out}, indent=2))
+        return
+    click.echo(f"bucket {bucket}: {len(out)} object(s)")
+    for o in out:
+        fields = json.dumps(o["fields"]) if o["fields"] else ""
+        click.echo(
+            f"  {o['object_id']}  {o['status']:<9} {o['size_bytes']:>10}  "
+            f"{o['mime_type'] or '-':<24} {o['source_key']}  {fields}"
+        )
+
+
+@contextmanager
+def dagster_instance(cfg: MixsyncConfig) -> Iterator[Any]:
+    """The Dagster instance the UI reads: $DAGSTER_HOME, else .mixsync/dagster_home by the config."""
+    from dagster import DagsterInstance
+
+    if not os.environ.get("DAGSTER_HOME"):
+        home = Path(cfg.base_dir) / ".mixsync" / "dagster_home"
+        home.mkdir(parents=True, exist_ok=True)
+        template = Path(cfg.base_dir) / "dagster.yaml"
+        if template.exists() and not (home / "dagster.yaml").exists():
+            shutil.copyfile(template, home / "dagster.yaml")
+        os.environ["DAGSTER_HOME"] = str(home)
+    with DagsterInstance.get() as instance:
+        yield instance
+
+
+@main.command()
+@click.argument("name")
+@click.pass_obj
+@_handle_errors
+def sync(obj: Ctx, name: str) -> None:
+    """Run one full pass now, in process, recorded in the Dagster instance."""
+    from dagster import RunsFilter
+
+    from mixsync_dagster import engine
+    from mixsync_dagster.definitions import build_definitions
+    from mixsync_dagster.jobs import PASS_TAG, SYNC_TAG, run_config_for
+    from mixsync_dagster.records import utcnow
+    from mixsync_dagster.sensors import IN_FLIGHT_STATUSES
+
+    cfg = obj.cfg
+    rt = engine.open_runtime(cfg, name)
+    row = rt.store.get_sync(name)
+    if row["status"] in ("PAUSED", "SUSPENDED"):
+        _fail(f"{name} is {row['status']}: run `mixsync resume {name}` first")
+    defs = build_definitions(obj.path)
+    job = defs.get_job_def(f"mixsync_{name}_job")
+    with dagster_instance(cfg) as instance:
+        busy = instance.get_run_records(
+            filters=RunsFilter(tags={SYNC_TAG: name}, statuses=IN_FLIGHT_STATUSES), limit=1
+        )
+        if busy:
+            _fail(f"{name}: run {busy[0].dagster_run.run_id} is in flight; try again when it ends")
+        pass_id = "cli" + secrets.token_hex(4)
+        started_at = utcnow()
+        t0 = time.monotonic()
+        position: str | None = None
+        seq = listed = runs = 0
+        totals: dict[str, int] = {}
+        while True:
+            plan = engine.plan_chunk(rt, pass_id, position)
+            listed += plan.listed
+            for s in plan.skipped:
+                click.echo(f"  skipped {s.key}: {s.reason}")
+            if plan.items:
+                work_id = f"{name}-{pass_id}-{seq}"
+                rt.store.save_work(work_id, name, pass_id, seq, plan.listing_done, plan.items)
+                result = job.execute_in_process(
+                    run_config=run_config_for(name, work_id)
+                    | {"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                    instance=instance,
+                    tags={SYNC_TAG: name, PASS_TAG: pass_id},
+                    raise_on_error=False,
+                )
+                runs += 1
+                if not result.success:
+                    err = rt.store.get_sync(name)["last_error"] or "see the run in the Dagster UI"
+                    _fail(f"{name}: run {result.run_id} failed: {err}")
+                for k, v in rt.store.item_counts(work_id).items():
+                    totals[k] = totals.get(k, 0) + v
+                seq += 1
+            position = plan.next_position
+            if plan.listing_done:
+                break
+        new_status = engine.finish_pass(rt, pass_id, started_at)
+    took = time.monotonic() - t0
+    click.echo(
+        f"{name}: pass {pass_id} done in {took:.1f}s: listed {listed}, runs {runs}, "
+        f"synced {totals.get('synced', 0)}, excluded {totals.get('excluded', 0)}, "
+        f"failed {totals.get('failed', 0)}, vanished {totals.get('vanished', 0)}; "
+        f"status {new_status}"
+    )
+
+
+if __name__ == "__main__":
+    main()
