@@ -13,11 +13,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# Dagster's instance lives in .mixsync/dagster_home (DAGSTER_HOME), configured by ./dagster.yaml.
+# dagster dev starts from inside DAGSTER_HOME so it reads that copy without a warning.
+DAGSTER_HOME_DIR := $(CURDIR)/.mixsync/dagster_home
+HOST ?= 127.0.0.1
+PORT ?= 3000
+
 run: $(STAMP)
-	mkdir -p .mixsync/dagster_home
-	DAGSTER_HOME=$(CURDIR)/.mixsync/dagster_home $(BIN)/dagster instance migrate >/dev/null 2>&1 || true
-	cp -n dagster.yaml .mixsync/dagster_home/dagster.yaml 2>/dev/null || true
-	DAGSTER_HOME=$(CURDIR)/.mixsync/dagster_home $(BIN)/dagster dev -w workspace.yaml
+	mkdir -p $(DAGSTER_HOME_DIR)
+	cp dagster.yaml $(DAGSTER_HOME_DIR)/dagster.yaml
+	$(BIN)/mixsync -c syncs.yaml validate
+	cd $(DAGSTER_HOME_DIR) && DAGSTER_HOME=$(DAGSTER_HOME_DIR) MIXSYNC_CONFIG=$(CURDIR)/syncs.yaml \
+		$(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml -h $(HOST) -p $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

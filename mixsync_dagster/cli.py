@@ -254,7 +254,7 @@ def objects(obj: Ctx, bucket: str, as_json: bool) -> None:
 
 @contextmanager
 def dagster_instance(cfg: MixsyncConfig) -> Iterator[Any]:
-    """The Dagster instance the UI reads: $DAGSTER_HOME, else .mixsync/dagster_home by the config."""
+    """The instance the UI reads: $DAGSTER_HOME, else .mixsync/dagster_home by the config."""
     from dagster import DagsterInstance
 
     if not os.environ.get("DAGSTER_HOME"):

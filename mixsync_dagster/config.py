@@ -138,15 +138,28 @@ class FileFilters(_Model):
             out.append(e if e.startswith(".") else "." + e)
         return out
 
-    @model_validator(mode="after")
-    def _ranges(self) -> FileFilters:
+    def range_problems(self) -> list[tuple[str, str, str]]:
+        """(field, message, fix) for ranges that can never match a file."""
+        out = []
         lo, hi = self.min_size_bytes, self.max_size_bytes
         if lo is not None and hi is not None and lo > hi:
-            raise ValueError(f"min_size_bytes ({lo}) is larger than max_size_bytes ({hi})")
+            out.append(
+                (
+                    "file_filters.max_size_bytes",
+                    f"max_size_bytes ({hi}) < min_size_bytes ({lo}), so no file matches",
+                    "make max_size_bytes >= min_size_bytes",
+                )
+            )
         a, b = self.modified_after, self.modified_before
         if a is not None and b is not None and a >= b:
-            raise ValueError("modified_after must be earlier than modified_before")
-        return self
+            out.append(
+                (
+                    "file_filters.modified_before",
+                    "modified_before is not later than modified_after, so no file matches",
+                    "make modified_before later than modified_after",
+                )
+            )
+        return out
 
 
 class FieldMapping(_Model):
@@ -334,28 +347,46 @@ def load_config(path: str | os.PathLike[str] | None = None) -> MixsyncConfig:
 def parse_config(raw: dict[str, Any], *, source_file: str, base_dir: str) -> MixsyncConfig:
     """Validate an already-parsed YAML document (see load_config)."""
     problems: list[ConfigProblem] = []
-    resolved = _resolve_env(raw, (), raw, problems)
-    if problems:
-        raise ConfigError(source_file, problems)
+    secrets: dict[str, str] = {}
+    resolved = _resolve_env(raw, (), raw, problems, secrets)
+    unset = {(p.sync, p.field) for p in problems}
     for key in ("base_dir", "source_file"):
         if key in resolved:
             problems.append(ConfigProblem(field=key, message="unknown key", fix=f"remove '{key}'"))
-    if problems:
-        raise ConfigError(source_file, problems)
+    cfg: MixsyncConfig | None = None
     try:
         cfg = MixsyncConfig.model_validate(
             {**resolved, "base_dir": base_dir, "source_file": source_file}
         )
     except ValidationError as e:
-        raise ConfigError(source_file, [_problem(err, raw) for err in e.errors()]) from None
-    problems = _cross_check(cfg)
+        # A field whose variable is unset is already reported; its placeholder adds nothing.
+        found = [_problem(err, raw) for err in e.errors()]
+        problems += [p for p in found if (p.sync, p.field) not in unset]
+    if cfg is not None and not problems:
+        problems += _cross_check(cfg)
     if problems:
-        raise ConfigError(source_file, problems)
+        raise ConfigError(source_file, [_scrub(p, secrets) for p in problems])
+    assert cfg is not None
     return cfg
 
 
-def _resolve_env(node: Any, loc: tuple[Any, ...], raw: Any, problems: list[ConfigProblem]) -> Any:
-    """Replace every `{env: VAR}` with the variable's value, never echoing the value."""
+def _scrub(p: ConfigProblem, secrets: dict[str, str]) -> ConfigProblem:
+    """Values read from the environment never appear in an error, even about their own field."""
+    message, fix = p.message, p.fix
+    for value, var in secrets.items():
+        message = message.replace(value, f"${{{var}}}")
+        fix = fix.replace(value, f"${{{var}}}")
+    return ConfigProblem(sync=p.sync, field=p.field, message=message, fix=fix)
+
+
+def _resolve_env(
+    node: Any,
+    loc: tuple[Any, ...],
+    raw: Any,
+    problems: list[ConfigProblem],
+    secrets: dict[str, str],
+) -> Any:
+    """Replace every `{env: VAR}` with the variable's value, remembering values to scrub."""
     if isinstance(node, dict):
         if set(node) == {"env"} and isinstance(node["env"], str):
             var = node["env"]
@@ -370,10 +401,13 @@ def _resolve_env(node: Any, loc: tuple[Any, ...], raw: Any, problems: list[Confi
                         fix=f"export {var}=... before starting Dagster or mixsync",
                     )
                 )
+                return ""
+            if value:
+                secrets[value] = var
             return value
-        return {k: _resolve_env(v, (*loc, k), raw, problems) for k, v in node.items()}
+        return {k: _resolve_env(v, (*loc, k), raw, problems, secrets) for k, v in node.items()}
     if isinstance(node, list):
-        return [_resolve_env(v, (*loc, i), raw, problems) for i, v in enumerate(node)]
+        return [_resolve_env(v, (*loc, i), raw, problems, secrets) for i, v in enumerate(node)]
     return node
 
 
@@ -425,6 +459,18 @@ _FIXES = {
     "string_pattern_mismatch": "use the documented format",
 }
 
+_FIX_BY_FIELD = {
+    "name": "use lowercase letters, digits and _ only, e.g. inbox_videos",
+    "metadata": "keep at most 50 keys",
+    "mime_types": "use type/subtype or type/*, e.g. video/mp4 or video/*",
+    "extensions": "use extensions like .mp4 or mp4",
+    "modified_after": "use ISO-8601 with a zone, e.g. 2025-01-01T00:00:00Z",
+    "modified_before": "use ISO-8601 with a zone, e.g. 2025-01-01T00:00:00Z",
+    "source": "use a path such as metadata.title, metadata.tags[0], name, path or size",
+    "pattern": "fix the regular expression",
+    "env": "name an environment variable, e.g. {env: MIXPEEK_API_KEY}",
+}
+
 _RANGES = {
     "polling_interval_seconds": "30..900",
     "batch_size": "1..100",
@@ -440,8 +486,8 @@ def _problem(err: Any, raw: Any) -> ConfigProblem:
         msg = "unknown key"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    fix = _FIXES.get(kind, "see the syncs.yaml reference in README.md")
-    leaf = field.rsplit(".", 1)[-1]
+    leaf = field.rsplit(".", 1)[-1].split("[", 1)[0]
+    fix = _FIXES.get(kind) or _FIX_BY_FIELD.get(leaf, "see the syncs.yaml reference in README.md")
     if kind in ("greater_than_equal", "less_than_equal") and leaf in _RANGES:
         fix = f"use a value in {_RANGES[leaf]}"
     if kind == "literal_error" and "expected" in err.get("ctx", {}):
@@ -455,6 +501,8 @@ def _cross_check(cfg: MixsyncConfig) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
     seen: set[str] = set()
     for s in cfg.syncs:
+        for field, message, fix in s.file_filters.range_problems():
+            problems.append(ConfigProblem(sync=s.name, field=field, message=message, fix=fix))
         if s.name in seen:
             problems.append(
                 ConfigProblem(

@@ -111,9 +111,7 @@ def plan_chunk(
     plan = ChunkPlan(next_position=position)
     started = time.monotonic()
     now = utcnow()
-    for page in rt.provider.list_pages(
-        rt.sync.source_path, position, min(PAGE_SIZE, max_items)
-    ):
+    for page in rt.provider.list_pages(rt.sync.source_path, position, min(PAGE_SIZE, max_items)):
         keys = [i.key for i in page.items]
         plan.listed += len(page.items)
         plan.skipped.extend(page.skipped)

@@ -1,9 +1,9 @@
 """One Dagster sensor per sync: a thin shell around `passes.tick`."""
 
 from dagster import (
+    DagsterRunStatus,
     DefaultSensorStatus,
     JobDefinition,
-    DagsterRunStatus,
     RunRequest,
     RunsFilter,
     SensorDefinition,

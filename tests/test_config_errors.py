@@ -275,11 +275,11 @@ CASES = [
         edit=filters(modified_before=datetime(2025, 1, 1, 12, 0)),
     ),
     Case(
-        # A cross-field rule: reported on the file_filters block, naming both fields.
+        # A cross-field rule: reported on the field to change, naming both fields.
         "min_size_gt_max_size",
         SYNC,
-        "file_filters",
-        ["min_size_bytes (2048)", "max_size_bytes (1024)"],
+        "file_filters.max_size_bytes",
+        ["min_size_bytes (2048)", "max_size_bytes (1024)", "no file matches"],
         edit=filters(min_size_bytes=2048, max_size_bytes=1024),
     ),
     Case(
@@ -292,8 +292,8 @@ CASES = [
     Case(
         "modified_after_not_before_modified_before",
         SYNC,
-        "file_filters",
-        ["modified_after", "earlier", "modified_before"],
+        "file_filters.modified_before",
+        ["modified_after", "later", "modified_before"],
         edit=filters(modified_after="2025-06-01T00:00:00Z", modified_before="2025-01-01T00:00:00Z"),
     ),
     Case(
@@ -660,3 +660,38 @@ def test_missing_default_file_names_the_way_out(
         load_config()
     assert "syncs.yaml" in str(info.value)
     assert CONFIG_ENV_VAR in info.value.problems[0].fix
+
+
+def test_unset_env_var_does_not_hide_other_problems(tmp_path, monkeypatch):
+    monkeypatch.delenv("MIXSYNC_TEST_UNSET_URL", raising=False)
+    path = tmp_path / "syncs.yaml"
+    path.write_text(
+        """
+state: {url: {env: MIXSYNC_TEST_UNSET_URL}}
+connections: {c: {provider: local, root: .}}
+buckets: {b: {target: local}}
+syncs:
+  - {name: s, bucket: b, connection_id: c, source_path: x, batch_size: 500}
+"""
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    fields = {(p.sync, p.field) for p in info.value.problems}
+    assert fields == {(None, "state.url"), ("s", "batch_size")}
+
+
+def test_secret_value_is_scrubbed_even_from_errors_about_its_own_field(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIXSYNC_TEST_SECRET_NAME", "Sup3r-Secret-Name")
+    path = tmp_path / "syncs.yaml"
+    path.write_text(
+        """
+connections: {c: {provider: local, root: .}}
+buckets: {b: {target: local}}
+syncs:
+  - {name: {env: MIXSYNC_TEST_SECRET_NAME}, bucket: b, connection_id: c, source_path: x}
+"""
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "Sup3r-Secret-Name" not in str(info.value)
+    assert "${MIXSYNC_TEST_SECRET_NAME}" in str(info.value)

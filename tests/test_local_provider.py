@@ -212,11 +212,6 @@ def test_symlinked_folder_is_skipped_with_reason(root: Path) -> None:
     assert all("folder" in r for r in reasons.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="local.py _walk catches only FileNotFoundError around e.stat(); a symlink loop "
-    "raises a raw OSError(ELOOP) that aborts the whole listing",
-)
 def test_symlink_loop_is_skipped_not_fatal(root: Path) -> None:
     touch(root / "a.txt")
     (root / "loop1").symlink_to(root / "loop2")
@@ -228,10 +223,13 @@ def test_symlink_loop_is_skipped_not_fatal(root: Path) -> None:
     assert {s.key for p in listed for s in p.skipped} == {"loop1", "loop2"}
 
 
-def test_broken_symlink_is_never_an_item(root: Path) -> None:
+def test_broken_symlink_is_never_an_item_and_says_why(root: Path) -> None:
     (root / "dangling.txt").symlink_to(root / "gone.txt")
     touch(root / "ok.txt")
     assert keys(LocalProvider(root)) == ["ok.txt"]
+    assert [(s.key, "broken" in s.reason) for s in skipped(LocalProvider(root))] == [
+        ("dangling.txt", True)
+    ]
 
 
 def test_fifo_is_skipped_as_not_regular(root: Path) -> None:

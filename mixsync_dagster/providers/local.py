@@ -83,6 +83,9 @@ class LocalProvider:
             key = key_prefix + e.name
             try:
                 if e.is_symlink():
+                    if not os.path.exists(e.path):
+                        yield Skipped(key, "broken symlink (its target does not exist)")
+                        continue
                     target = Path(os.path.realpath(e.path))
                     if not target.is_relative_to(self.root):
                         yield Skipped(key, "symlink points outside the connection root (refused)")
@@ -96,6 +99,9 @@ class LocalProvider:
                 st = e.stat(follow_symlinks=True)
             except FileNotFoundError:
                 continue  # vanished between the folder read and the stat: not ours to list
+            except OSError as err:  # a symlink loop, a permission problem on one entry
+                yield Skipped(key, f"cannot read entry: {err.strerror}")
+                continue
             if not stat.S_ISREG(st.st_mode):
                 yield Skipped(key, "not a regular file")
                 continue
