@@ -23,6 +23,8 @@ run: $(STAMP)
 	mkdir -p $(DAGSTER_HOME_DIR)
 	cp dagster.yaml $(DAGSTER_HOME_DIR)/dagster.yaml
 	$(BIN)/mixsync -c syncs.yaml validate
+	# One process initialises the SQLite instance before dagster dev opens it from several.
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster instance migrate >/dev/null
 	cd $(DAGSTER_HOME_DIR) && DAGSTER_HOME=$(DAGSTER_HOME_DIR) MIXSYNC_CONFIG=$(CURDIR)/syncs.yaml \
 		$(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml -h $(HOST) -p $(PORT)
 

@@ -8,6 +8,7 @@ period. Nothing is ever killed by name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -117,17 +118,13 @@ class DagsterServers:
             _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds
         for proc in self.procs.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
         for proc in self.procs.values():
             # Also reaps children (code server, run workers) that outlived their parent.
             _signal_group(proc, signal.SIGKILL)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
         self.procs.clear()
 
     def logs_tail(self, n_chars: int = 4000) -> str:
@@ -229,7 +226,5 @@ class DagsterServers:
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     # start_new_session=True made the child the leader of a group whose id is its pid.
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -12,6 +12,7 @@ All five runs are queued before the daemon starts, so its first dequeue sees the
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from pathlib import Path
@@ -28,8 +29,9 @@ from tests.harness import objects, write_config
 
 LOCATION = "mixsync"
 RUNS_PER_SYNC = {"alpha": 3, "beta": 2}
-FILES_PER_RUN = 1500
-"""Enough files that a run's steps take a second or more on 2 cores (no sleeps anywhere)."""
+FILES_PER_RUN = 5000
+"""A full run (max_objects_per_run's default): its steps take a few seconds on 2 cores, longer than
+the ~1.5 s between two launches of one dequeue pass, so overlap shows without any sleep."""
 ACTIVE = {"STARTING", "STARTED", "CANCELING"}
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
 
@@ -175,7 +177,7 @@ def test_runs_of_one_sync_never_overlap_other_syncs_run_alongside(
     for sync in RUNS_PER_SYNC:
         mine = sorted((held[rid] for rid in sync_of if sync_of[rid] == sync), key=lambda h: h[0])
         assert len(mine) == RUNS_PER_SYNC[sync]
-        for prev, nxt in zip(mine, mine[1:], strict=False):
+        for prev, nxt in itertools.pairwise(mine):
             assert nxt[0] >= prev[1], f"{sync} runs overlap:\n{report}"
 
     # Per sync, not global: alpha and beta held their slots at the same time, and their
@@ -183,6 +185,11 @@ def test_runs_of_one_sync_never_overlap_other_syncs_run_alongside(
     alpha = [rid for rid in sync_of if sync_of[rid] == "alpha"]
     beta = [rid for rid in sync_of if sync_of[rid] == "beta"]
     assert any(overlaps(held[a], held[b]) for a in alpha for b in beta), report
+    assert any(
+        any(sync_of.get(rid) == "alpha" and st in ACTIVE for rid, st in snap.items())
+        and any(sync_of.get(rid) == "beta" and st in ACTIVE for rid, st in snap.items())
+        for snap in snapshots
+    ), f"no queue snapshot showed alpha and beta past the queue together:\n{report}"
     assert any(overlaps(executing[a], executing[b]) for a in alpha for b in beta), report
 
     # The runs did their work: one object per file, every work list closed.
