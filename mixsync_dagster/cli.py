@@ -252,6 +252,56 @@ def objects(obj: Ctx, bucket: str, as_json: bool) -> None:
         )
 
 
+@main.command()
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Examine at most N files.")
+@click.option("--json", "as_json", is_flag=True, help="Print stable JSON (see README).")
+@click.pass_obj
+@_handle_errors
+def preview(obj: Ctx, name: str, limit: int | None, as_json: bool) -> None:
+    """Show what a pass would do with each file, and why; writes nothing."""
+    from mixsync_dagster import engine
+    from mixsync_dagster.preview import PreviewTotals
+    from mixsync_dagster.preview import preview as run_preview
+
+    rt = engine.open_runtime(obj.cfg, name)
+    totals = PreviewTotals()
+    rows = run_preview(rt, totals, limit)
+    if as_json:
+        # Streamed, so a preview of a huge source never holds its whole listing in memory.
+        click.echo(f'{{"sync": {json.dumps(name)}, "files": [', nl=False)
+        for i, row in enumerate(rows):
+            click.echo(("," if i else "") + "\n  " + json.dumps(_row_dict(row)), nl=False)
+        click.echo(f'\n], "totals": {json.dumps(totals.as_dict())}}}')
+        return
+    for row in rows:
+        detail = row.action or row.filter or ""
+        why = f"  ({row.reason})" if row.reason else ""
+        click.echo(f"{row.verdict:<11} {detail:<18} {row.rel_path}{why}")
+    t = totals.as_dict()
+    limited = " (stopped at --limit)" if t["limited"] else ""
+    click.echo(f"\n{t['examined']} file(s) examined{limited}")
+    for v in ("would_sync", "unchanged", "excluded", "would_fail", "failed", "skipped"):
+        extra = ""
+        if v == "would_sync" and t["would_sync_by_action"]:
+            extra = f"  {t['would_sync_by_action']}"
+        if v == "excluded" and t["excluded_by_filter"]:
+            extra = f"  {t['excluded_by_filter']}"
+        click.echo(f"  {v}: {t[v]}{extra}")
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    return {
+        "key": row.key,
+        "rel_path": row.rel_path,
+        "size": row.size,
+        "verdict": row.verdict,
+        "action": row.action,
+        "filter": row.filter,
+        "reason": row.reason,
+    }
+
+
 @contextmanager
 def dagster_instance(cfg: MixsyncConfig) -> Iterator[Any]:
     """The instance the UI reads: $DAGSTER_HOME, else .mixsync/dagster_home by the config."""

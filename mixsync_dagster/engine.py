@@ -18,8 +18,14 @@ from sqlalchemy import and_, bindparam, delete, update
 from mixsync_dagster import state as st
 from mixsync_dagster.config import MixsyncConfig, SyncConfig
 from mixsync_dagster.errors import PermanentFileError
-from mixsync_dagster.filters import compile_filters, filters_hash, mime_type_of
-from mixsync_dagster.mapping import compile_mapping
+from mixsync_dagster.filters import (
+    Verdict,
+    compile_filters,
+    filters_hash,
+    literal_prefix,
+    mime_type_of,
+)
+from mixsync_dagster.mapping import compile_mapping, mapping_needs_metadata
 from mixsync_dagster.providers import Provider, get_provider
 from mixsync_dagster.records import FileItem, Skipped, utcnow
 from mixsync_dagster.state import StateStore, TrackedRow
@@ -56,7 +62,6 @@ def open_runtime(cfg: MixsyncConfig, sync_name: str) -> SyncRuntime:
 
     sync = cfg.sync(sync_name)
     store = StateStore(cfg.state_url())
-    store.ensure_sync(sync.name)
     provider = get_provider(cfg, sync.connection_id)
     target = LocalBucketTarget(store.engine, sync.bucket)
     return SyncRuntime(cfg, sync, store, provider, target)
@@ -111,7 +116,9 @@ def plan_chunk(
     plan = ChunkPlan(next_position=position)
     started = time.monotonic()
     now = utcnow()
-    for page in rt.provider.list_pages(rt.sync.source_path, position, min(PAGE_SIZE, max_items)):
+    for page in rt.provider.list_pages(
+        rt.sync.source_path, position, min(PAGE_SIZE, max_items), listing_prefix(rt.sync)
+    ):
         keys = [i.key for i in page.items]
         plan.listed += len(page.items)
         plan.skipped.extend(page.skipped)
@@ -172,28 +179,55 @@ def _update_tracked(c: Any, sync: str, rows: Sequence[dict[str, Any]]) -> None:
     c.execute(stmt, [{"b_key": r["b_key"], **{"v_" + k: r[k] for k in cols}} for r in rows])
 
 
+def listing_prefix(sync: SyncConfig) -> str:
+    """The include patterns' common folder, pushed down so the provider lists only that."""
+    f = sync.file_filters
+    return literal_prefix(f.include_patterns, f.case_sensitive)
+
+
+ENRICH_CHUNK = 100
+
+
+def evaluate(rt: SyncRuntime, items: list[FileItem]) -> list[tuple[FileItem, Verdict]]:
+    """Filter files: cheap checks first; provider metadata is fetched only for the survivors.
+
+    Returns each file (enriched where metadata was fetched) with its verdict, in input order.
+    """
+    compiled = compile_filters(rt.sync.file_filters)
+    need_meta = compiled.needs_metadata or mapping_needs_metadata(rt.sync.schema_mapping)
+    out: list[tuple[FileItem, Verdict]] = [(item, compiled.cheap(item)) for item in items]
+    if not need_meta:
+        return out
+    survivors = [i for i, (_, v) in enumerate(out) if v.ok]
+    for group in _chunks(survivors, ENRICH_CHUNK):
+        enriched = rt.provider.enrich([out[i][0] for i in group])
+        for i, item in zip(group, enriched, strict=True):
+            out[i] = (item, compiled.metadata(item))
+    return out
+
+
 def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
     """Apply the sync's file filters to a work list; excluded files are tracked as such."""
-    check = compile_filters(rt.sync.file_filters)
     fhash = filters_hash(rt.sync.file_filters)
-    accepted: list[int] = []
-    excluded: list[tuple[int, str, FileItem]] = []
-    for row in rt.store.work_items(work_id, status="pending"):
-        item = FileItem.from_json(row.item)
-        verdict = check(item)
-        if verdict.ok:
-            accepted.append(row.idx)
-        else:
-            excluded.append((row.idx, f"{verdict.filter}: {verdict.reason}", item))
+    rows = rt.store.work_items(work_id, status="pending")
+    originals = [FileItem.from_json(r.item) for r in rows]
+    verdicts = evaluate(rt, originals)
     now = utcnow()
+    accepted = excluded = 0
+    excluded_rows = []
     with rt.store.tx() as c:
-        rt.store.set_items(c, work_id, accepted, status="accepted")
-        for idx, reason, _ in excluded:
-            rt.store.set_items(c, work_id, [idx], status="excluded", reason=reason)
-        _update_tracked(
-            c,
-            rt.name,
-            [
+        for row, before, (item, verdict) in zip(rows, originals, verdicts, strict=True):
+            values: dict[str, Any] = {}
+            if item is not before:
+                values["item"] = item.to_json()  # keep fetched metadata for mapping
+            if verdict.ok:
+                accepted += 1
+                rt.store.set_items(c, work_id, [row.idx], status="accepted", **values)
+                continue
+            excluded += 1
+            reason = f"{verdict.filter}: {verdict.reason}"
+            rt.store.set_items(c, work_id, [row.idx], status="excluded", reason=reason, **values)
+            excluded_rows.append(
                 {
                     "b_key": item.key,
                     "status": "excluded",
@@ -202,10 +236,9 @@ def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
                     "last_error": None,
                     "updated_at": now,
                 }
-                for _, _, item in excluded
-            ],
-        )
-    return {"accepted": len(accepted), "excluded": len(excluded)}
+            )
+        _update_tracked(c, rt.name, excluded_rows)
+    return {"accepted": accepted, "excluded": excluded}
 
 
 def _chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:

@@ -43,15 +43,90 @@ def mime_type_of(item: FileItem) -> str | None:
 
 
 def _flags(case_sensitive: bool) -> int:
-    flags = glob.GLOBSTAR | glob.MATCHBASE | glob.DOTMATCH | glob.BRACE
+    flags = glob.GLOBSTAR | glob.DOTMATCH | glob.BRACE
     return flags | (glob.CASE if case_sensitive else glob.IGNORECASE)
+
+
+_GLOB_CHARS = "*?[{"
+
+
+def normalize_pattern(pattern: str) -> str:
+    """Rewrite a user's pattern into the anchored glob we match against the relative path.
+
+    - no `/` (`*.mp4`, `*_temp.*`): the file name, at any depth → `**/*.mp4`
+    - a trailing `/` (`drafts/`): that folder at any depth and everything below it
+    - a leading `/` anchors at source_path; otherwise a leading `*/` means any folder depth
+      (`*/drafts/*` matches `drafts/a.mp4` and `x/y/drafts/a.mp4`), and a trailing `/*` means
+      everything below (`*/drafts/*` matches `x/drafts/sub/a.mp4`)
+    """
+    p = pattern.strip()
+    anchored = p.startswith("/")
+    p = p.lstrip("/")
+    if p.endswith("/"):
+        p = p.rstrip("/") + "/**"
+        if "/" not in p[:-3] and not anchored:
+            p = "**/" + p
+        return p
+    if "/" not in p:
+        return p if anchored else "**/" + p
+    if not anchored and p.startswith("*/"):
+        p = "**/" + p[2:]
+    if p.endswith("/*"):
+        p = p[:-2] + "/**"
+    return p
+
+
+def literal_prefix(patterns: list[str], case_sensitive: bool = True) -> str:
+    """The folder prefix every include pattern starts with (`2025/q1/`), or '' if none.
+
+    Pushed down to the provider's listing so it only lists what can match.
+    """
+    if not patterns or not case_sensitive:
+        return ""
+    prefixes = []
+    for raw in patterns:
+        p = normalize_pattern(raw)
+        cut = min((i for i, ch in enumerate(p) if ch in _GLOB_CHARS), default=len(p))
+        head = p[:cut]
+        prefixes.append(head[: head.rfind("/") + 1] if "/" in head else "")
+    common = prefixes[0]
+    for other in prefixes[1:]:
+        while not other.startswith(common):
+            common = (
+                common[: common.rstrip("/").rfind("/") + 1] if "/" in common.rstrip("/") else ""
+            )
+    return common
 
 
 Check = Callable[[FileItem], Verdict]
 
 
-def compile_filters(f: FileFilters) -> Check:
-    """Turn a FileFilters into one function FileItem -> Verdict."""
+@dataclass(frozen=True)
+class CompiledFilters:
+    """Cheap checks (from the listing alone) and metadata checks (may need a provider call)."""
+
+    cheap: Check
+    metadata: Check
+    needs_metadata: bool
+
+    def __call__(self, item: FileItem) -> Verdict:
+        v = self.cheap(item)
+        return self.metadata(item) if v.ok else v
+
+
+def _all(checks: list[Check]) -> Check:
+    def run(item: FileItem) -> Verdict:
+        for check in checks:
+            v = check(item)
+            if not v.ok:
+                return v
+        return ACCEPT
+
+    return run
+
+
+def compile_filters(f: FileFilters) -> CompiledFilters:
+    """Turn a FileFilters into cheap and metadata checks; each returns the first rejection."""
     checks: list[Check] = []
     if f.extensions:
         exts = tuple(f.extensions)
@@ -123,7 +198,7 @@ def compile_filters(f: FileFilters) -> Check:
         checks.append(mime)
     flags = _flags(f.case_sensitive)
     if f.include_patterns:
-        inc = glob.compile(f.include_patterns, flags=flags)
+        inc = glob.compile([normalize_pattern(p) for p in f.include_patterns], flags=flags)
         checks.append(
             lambda item: (
                 ACCEPT
@@ -136,7 +211,7 @@ def compile_filters(f: FileFilters) -> Check:
             )
         )
     if f.exclude_patterns:
-        pats = [(p, glob.compile([p], flags=flags)) for p in f.exclude_patterns]
+        pats = [(p, glob.compile([normalize_pattern(p)], flags=flags)) for p in f.exclude_patterns]
 
         def exclude(item: FileItem) -> Verdict:
             for p, m in pats:
@@ -145,17 +220,8 @@ def compile_filters(f: FileFilters) -> Check:
             return ACCEPT
 
         checks.append(exclude)
-    for mf in f.metadata_filters:
-        checks.append(_metadata_check(mf))
-
-    def run(item: FileItem) -> Verdict:
-        for check in checks:
-            v = check(item)
-            if not v.ok:
-                return v
-        return ACCEPT
-
-    return run
+    meta = [_metadata_check(mf) for mf in f.metadata_filters]
+    return CompiledFilters(_all(checks), _all(meta), bool(meta))
 
 
 def _metadata_check(mf: MetadataFilter) -> Check:

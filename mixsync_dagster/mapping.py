@@ -50,6 +50,13 @@ _TRANSFORMS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def mapping_needs_metadata(sm: SchemaMapping) -> bool:
+    """True when a mapping reads provider metadata (which may cost a call per file)."""
+    if any(parse_path(fm.source)[0] == "metadata" for fm in sm.field_mappings.values()):
+        return True
+    return any(m.source.type in ("metadata", "tag") for m in sm.mappings.values())
+
+
 def compile_mapping(sm: SchemaMapping) -> Callable[[FileItem], Mapped]:
     """Turn a SchemaMapping into one function FileItem -> Mapped (raises PermanentFileError)."""
     paths = {target: parse_path(fm.source) for target, fm in sm.field_mappings.items()}

@@ -31,6 +31,8 @@ class PassCursor:
     listing_done: bool = True
     finished: bool = True
     chunk: int = 0
+    scope: str = ""
+    """What the position indexes (source_path + pushed-down prefix); a change restarts the pass."""
 
     @property
     def pass_id(self) -> str:
@@ -43,7 +45,9 @@ class PassCursor:
     def load(cls, text: str | None) -> PassCursor:
         if not text:
             return cls(epoch=secrets.token_hex(4))
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,10 @@ def tick(rt: SyncRuntime, cur: PassCursor, *, in_flight: str | None) -> TickOutc
     if in_flight:
         return TickOutcome(cur, None, f"run {in_flight} of this sync is in flight; waiting")
     now = utcnow()
+    scope = f"{rt.sync.source_path}|{engine.listing_prefix(rt.sync)}"
+    if not cur.finished and cur.scope != scope:
+        # source_path or include patterns changed mid-pass: the position means nothing now.
+        cur = replace(cur, finished=True, listing_done=True, started=None)
     if cur.listing_done and not cur.finished and cur.started:
         new_status = engine.finish_pass(rt, cur.pass_id, datetime.fromisoformat(cur.started))
         cur = replace(cur, finished=True)
@@ -95,6 +103,7 @@ def tick(rt: SyncRuntime, cur: PassCursor, *, in_flight: str | None) -> TickOutc
             listing_done=False,
             finished=False,
             chunk=0,
+            scope=scope,
         )
         rt.store.set_sync(
             None,

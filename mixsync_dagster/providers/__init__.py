@@ -15,11 +15,22 @@ class Provider(Protocol):
     name: str
     """Short provider id recorded on objects for source tracking (`local`, `s3`, ...)."""
 
-    def list_pages(self, source_path: str, position: str | None, page_size: int) -> Iterator[Page]:
+    def list_pages(
+        self, source_path: str, position: str | None, page_size: int, prefix: str = ""
+    ) -> Iterator[Page]:
         """Pages of files after `position` (None = from the start), in a stable order.
 
         Each page's `next_position` resumes right after it; the last page's is None. Only one
-        page is held in memory at a time.
+        page is held in memory at a time. `prefix` (relative to source_path) narrows the listing
+        where the filters allow it; `rel_path` stays relative to source_path.
+        """
+        ...
+
+    def enrich(self, items: list[FileItem]) -> list[FileItem]:
+        """Add the metadata a listing lacks (S3 user metadata, tags): may cost a call per file.
+
+        Called only for files that passed every cheap filter, and only when a metadata filter
+        or a mapping needs it.
         """
         ...
 

@@ -31,24 +31,36 @@ class LocalProvider:
     def source_dir(self, source_path: str) -> Path:
         return (self.root / source_path.lstrip("/")).resolve()
 
-    def list_pages(self, source_path: str, position: str | None, page_size: int) -> Iterator[Page]:
-        """Pages of up to `page_size` entries after `position`; the last page has no position."""
+    def list_pages(
+        self, source_path: str, position: str | None, page_size: int, prefix: str = ""
+    ) -> Iterator[Page]:
+        """Pages of up to `page_size` entries after `position`; the last page has no position.
+
+        `prefix` (a folder path relative to source_path, ending in `/`) narrows the walk to that
+        folder; `rel_path` stays relative to source_path.
+        """
         base = self.source_dir(source_path)
         if not base.is_relative_to(self.root):
             raise ProviderError(f"source path '{source_path}' leaves the connection root")
         if not base.is_dir():
             raise ProviderError(f"source folder {base} does not exist or is not a folder")
         base_key = base.relative_to(self.root).as_posix()
-        prefix = "" if base_key == "." else base_key + "/"
+        strip = 0 if base_key == "." else len(base_key) + 1
+        start = (base / prefix).resolve() if prefix else base
+        if not start.is_relative_to(base) or not start.is_dir():
+            yield Page([], [], None)  # nothing under the pushed-down prefix (yet)
+            return
+        start_key = start.relative_to(self.root).as_posix()
+        key_prefix = "" if start_key == "." else start_key + "/"
         after: tuple[str, ...] | None = None
         if position is not None:
-            if not position.startswith(prefix):
-                raise ProviderError(f"position '{position}' is not inside '{source_path}'")
-            after = tuple(position[len(prefix) :].split("/"))
+            if not position.startswith(key_prefix):
+                raise ProviderError(f"position '{position}' is not inside '{source_path}{prefix}'")
+            after = tuple(position[len(key_prefix) :].split("/"))
         items: list[FileItem] = []
         skipped: list[Skipped] = []
         last: str | None = None
-        for entry in self._walk(base, prefix, len(prefix), after):
+        for entry in self._walk(start, key_prefix, strip, after):
             if isinstance(entry, FileItem):
                 items.append(entry)
             else:
@@ -58,6 +70,10 @@ class LocalProvider:
                 yield Page(items, skipped, last)
                 items, skipped = [], []
         yield Page(items, skipped, None)
+
+    def enrich(self, items: list[FileItem]) -> list[FileItem]:
+        """A local listing already carries everything there is to know."""
+        return items
 
     def _walk(
         self, folder: Path, key_prefix: str, strip: int, after: tuple[str, ...] | None

@@ -1,0 +1,118 @@
+"""Preview: what a pass would do with every file, and why, without writing anything."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from mixsync_dagster.engine import PAGE_SIZE, SyncRuntime, classify, evaluate, listing_prefix
+from mixsync_dagster.errors import PermanentFileError
+from mixsync_dagster.filters import filters_hash
+from mixsync_dagster.mapping import Mapped, compile_mapping
+from mixsync_dagster.records import FileItem
+from mixsync_dagster.state import TrackedRow
+
+VERDICTS = ("would_sync", "unchanged", "excluded", "would_fail", "failed", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewRow:
+    key: str
+    rel_path: str
+    size: int | None
+    verdict: str
+    """would_sync | unchanged | excluded | would_fail | failed | skipped"""
+    action: str | None = None
+    """for would_sync: new | changed | resend | retry | recheck"""
+    filter: str | None = None
+    """for excluded: the first filter that rejected the file"""
+    reason: str | None = None
+
+
+@dataclass
+class PreviewTotals:
+    examined: int = 0
+    limited: bool = False
+    verdicts: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+    excluded_by: Counter[str] = field(default_factory=Counter)
+
+    def add(self, row: PreviewRow) -> None:
+        self.verdicts[row.verdict] += 1
+        if row.action:
+            self.actions[row.action] += 1
+        if row.filter:
+            self.excluded_by[row.filter] += 1
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "examined": self.examined,
+            "limited": self.limited,
+            **{v: self.verdicts.get(v, 0) for v in VERDICTS},
+            "would_sync_by_action": dict(sorted(self.actions.items())),
+            "excluded_by_filter": dict(sorted(self.excluded_by.items())),
+        }
+
+
+def preview(
+    rt: SyncRuntime, totals: PreviewTotals, limit: int | None = None
+) -> Iterator[PreviewRow]:
+    """Stream one row per listed file (and per entry the provider skipped), filling `totals`.
+
+    Lists exactly as a pass would (same prefix push-down, same filters, same change detection,
+    same mapping), reading the state store but never writing to it.
+    """
+    fhash = filters_hash(rt.sync.file_filters)
+    mapper = compile_mapping(rt.sync.schema_mapping)
+    pages = rt.provider.list_pages(rt.sync.source_path, None, PAGE_SIZE, listing_prefix(rt.sync))
+    for page in pages:
+        for s in page.skipped:
+            row = PreviewRow(s.key, s.key, None, "skipped", reason=s.reason)
+            totals.add(row)
+            yield row
+        items = page.items
+        if limit is not None and totals.examined + len(items) > limit:
+            items = items[: limit - totals.examined]
+            totals.limited = True
+        totals.examined += len(items)
+        with rt.store.engine.connect() as c:
+            known = rt.store.lookup(c, rt.name, [i.key for i in items])
+        for item, verdict in evaluate(rt, items):
+            prior = known.get(item.key)
+            if not verdict.ok:
+                row = PreviewRow(
+                    item.key,
+                    item.rel_path,
+                    item.size,
+                    "excluded",
+                    None,
+                    verdict.filter,
+                    verdict.reason,
+                )
+            else:
+                row = _accepted_row(item, prior, fhash, rt, mapper)
+            totals.add(row)
+            yield row
+        if totals.limited:
+            return
+
+
+def _accepted_row(
+    item: FileItem,
+    prior: TrackedRow | None,
+    fhash: str,
+    rt: SyncRuntime,
+    mapper: Callable[[FileItem], Mapped],
+) -> PreviewRow:
+    try:
+        mapper(item)
+    except PermanentFileError as e:
+        return PreviewRow(item.key, item.rel_path, item.size, "would_fail", reason=str(e))
+    action = classify(prior, item, fhash, rt.sync.skip_duplicates)
+    if action is not None:
+        return PreviewRow(item.key, item.rel_path, item.size, "would_sync", action=action)
+    if prior is not None and prior.status == "failed":
+        reason = f"failed {prior.attempts} times; retried when the file changes"
+        return PreviewRow(item.key, item.rel_path, item.size, "failed", reason=reason)
+    return PreviewRow(item.key, item.rel_path, item.size, "unchanged")
