@@ -196,6 +196,8 @@ class MappingSource(_Model):
                 re.compile(self.pattern)
             except re.error as e:
                 raise ValueError(f"pattern is not a valid regular expression: {e}") from e
+        if self.type == "file" and self.key:
+            parse_path(self.key)
         if self.type == "constant" and self.value is None:
             raise ValueError("source type 'constant' needs 'value'")
         return self

@@ -213,20 +213,19 @@ def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
     originals = [FileItem.from_json(r.item) for r in rows]
     verdicts = evaluate(rt, originals)
     now = utcnow()
-    accepted = excluded = 0
+    item_rows: list[dict[str, Any]] = []
     excluded_rows = []
     with rt.store.tx() as c:
         for row, before, (item, verdict) in zip(rows, originals, verdicts, strict=True):
-            values: dict[str, Any] = {}
-            if item is not before:
-                values["item"] = item.to_json()  # keep fetched metadata for mapping
+            # Keep fetched metadata with the work item so mapping sees it.
+            text = row.item if item is before else item.to_json()
             if verdict.ok:
-                accepted += 1
-                rt.store.set_items(c, work_id, [row.idx], status="accepted", **values)
+                item_rows.append(
+                    {"idx": row.idx, "status": "accepted", "reason": None, "item": text}
+                )
                 continue
-            excluded += 1
             reason = f"{verdict.filter}: {verdict.reason}"
-            rt.store.set_items(c, work_id, [row.idx], status="excluded", reason=reason, **values)
+            item_rows.append({"idx": row.idx, "status": "excluded", "reason": reason, "item": text})
             excluded_rows.append(
                 {
                     "b_key": item.key,
@@ -237,8 +236,9 @@ def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
                     "updated_at": now,
                 }
             )
+        rt.store.set_items_each(c, work_id, item_rows)
         _update_tracked(c, rt.name, excluded_rows)
-    return {"accepted": accepted, "excluded": excluded}
+    return {"accepted": len(item_rows) - len(excluded_rows), "excluded": len(excluded_rows)}
 
 
 def _chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
@@ -318,6 +318,7 @@ def _record_outcomes(
     counts: dict[str, int],
 ) -> None:
     now = utcnow()
+    item_rows: list[dict[str, Any]] = []
     synced_rows: list[dict[str, Any]] = []
     failed_rows: list[dict[str, Any]] = []
     newly_failed = 0
@@ -327,7 +328,9 @@ def _record_outcomes(
             item = items[idx]
             prior = known.get(item.key)
             if res.object_id:
-                rt.store.set_items(c, work_id, [idx], status="synced", object_id=res.object_id)
+                item_rows.append(
+                    {"idx": idx, "status": "synced", "object_id": res.object_id, "reason": None}
+                )
                 synced_rows.append(
                     {
                         "b_key": item.key,
@@ -345,7 +348,9 @@ def _record_outcomes(
                 counts["bytes"] += item.size
                 synced_bytes += item.size
             elif res.vanished:
-                rt.store.set_items(c, work_id, [idx], status="vanished", reason=res.error)
+                item_rows.append(
+                    {"idx": idx, "status": "vanished", "object_id": None, "reason": res.error}
+                )
                 counts["vanished"] += 1
                 if prior is None or not prior.object_id:
                     c.execute(
@@ -357,7 +362,9 @@ def _record_outcomes(
                 attempts = (prior.attempts if prior else 0) + 1
                 final = attempts >= MAX_ATTEMPTS
                 newly_failed += int(final)
-                rt.store.set_items(c, work_id, [idx], status="failed", reason=res.error)
+                item_rows.append(
+                    {"idx": idx, "status": "failed", "object_id": None, "reason": res.error}
+                )
                 failed_rows.append(
                     {
                         "b_key": item.key,
@@ -369,6 +376,7 @@ def _record_outcomes(
                     }
                 )
                 counts["failed"] += 1
+        rt.store.set_items_each(c, work_id, item_rows)
         _update_tracked(c, rt.name, synced_rows)
         _update_tracked(c, rt.name, failed_rows)
         rt.store.add_metrics(

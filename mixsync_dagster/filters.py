@@ -63,10 +63,12 @@ def normalize_pattern(pattern: str) -> str:
     anchored = p.startswith("/")
     p = p.lstrip("/")
     if p.endswith("/"):
-        p = p.rstrip("/") + "/**"
-        if "/" not in p[:-3] and not anchored:
+        p = p.rstrip("/")
+        if not anchored and p.startswith("*/"):
+            p = "**/" + p[2:]
+        elif not anchored and "/" not in p:
             p = "**/" + p
-        return p
+        return p + "/**"
     if "/" not in p:
         return p if anchored else "**/" + p
     if not anchored and p.startswith("*/"):

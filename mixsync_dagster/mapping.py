@@ -54,7 +54,11 @@ def mapping_needs_metadata(sm: SchemaMapping) -> bool:
     """True when a mapping reads provider metadata (which may cost a call per file)."""
     if any(parse_path(fm.source)[0] == "metadata" for fm in sm.field_mappings.values()):
         return True
-    return any(m.source.type in ("metadata", "tag") for m in sm.mappings.values())
+    return any(
+        m.source.type in ("metadata", "tag")
+        or (m.source.type == "file" and (m.source.key or "").startswith("metadata"))
+        for m in sm.mappings.values()
+    )
 
 
 def compile_mapping(sm: SchemaMapping) -> Callable[[FileItem], Mapped]:
@@ -62,7 +66,9 @@ def compile_mapping(sm: SchemaMapping) -> Callable[[FileItem], Mapped]:
     paths = {target: parse_path(fm.source) for target, fm in sm.field_mappings.items()}
     rich = dict(sm.mappings)
     regexes = {
-        t: re.compile(m.source.pattern) for t, m in rich.items() if m.source.pattern is not None
+        t: re.compile(m.source.pattern or "")
+        for t, m in rich.items()
+        if m.source.type == "filename_regex"
     }
 
     def apply(item: FileItem) -> Mapped:

@@ -183,9 +183,12 @@ class LocalBucketTarget:
             ids = c.execute(
                 select(batches.c.object_ids).where(batches.c.batch_id == batch_id)
             ).scalar_one()
+            # By primary key only: with `bucket = ?` in the WHERE, SQLite picks the
+            # (bucket, source_ref) index and scans the whole bucket for every batch. The ids
+            # come from this bucket's own batch row.
             c.execute(
                 update(objects)
-                .where(and_(objects.c.bucket == self.bucket, objects.c.object_id.in_(ids)))
+                .where(objects.c.object_id.in_(ids))
                 .values(status="PROCESSED", updated_at=now)
             )
             c.execute(
