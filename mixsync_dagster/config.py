@@ -55,7 +55,52 @@ class LocalConnection(_Model):
     """Dot-files and dot-folders are skipped unless this is true (no .DS_Store in your bucket)."""
 
 
-Connection = LocalConnection
+class S3Credentials(_Model):
+    access_key_id: SecretStr
+    secret_access_key: SecretStr
+    session_token: SecretStr | None = None
+
+
+class S3Connection(_Model):
+    """S3 and every S3-compatible store (R2, MinIO, Wasabi, Backblaze B2, Tigris, SeaweedFS)."""
+
+    provider: Literal["s3"]
+    region: str = Field(min_length=1)
+    endpoint_url: str | None = None
+    credentials: S3Credentials | None = None
+    """None: the default AWS credential chain (env, profile, instance role)."""
+    use_ssl: bool = True
+    verify_ssl: bool = True
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    presign_expiry_seconds: int = Field(default=3600, ge=60, le=604_800)
+    metadata_concurrency: int = Field(default=8, ge=1, le=64)
+    """Parallel HEAD / GetObjectTagging calls when a filter or mapping needs them."""
+
+
+class GCSConnection(_Model):
+    provider: Literal["gcs"]
+    project: str | None = None
+    credentials_json: SecretStr | None = None
+    """Service-account JSON (write it as {env: VAR}); None: application default credentials."""
+    endpoint_url: str | None = None
+    """For emulators; production leaves it unset."""
+    signed_url_expiry_seconds: int = Field(default=3600, ge=60, le=604_800)
+
+
+class MuxConnection(_Model):
+    provider: Literal["mux"]
+    access_token_id: SecretStr
+    access_token_secret: SecretStr
+    webhook_secret: SecretStr | None = None
+    api_base_url: str = "https://api.mux.com"
+    stream_base_url: str = "https://stream.mux.com"
+    page_size: int = Field(default=100, ge=1, le=100)
+
+
+Connection = Annotated[
+    LocalConnection | S3Connection | GCSConnection | MuxConnection,
+    Field(discriminator="provider"),
+]
 
 
 class LocalBucket(_Model):
@@ -283,6 +328,7 @@ class MixsyncConfig(_Model):
         raise SyncNotFound(f"{self.source_file}: no sync named '{name}' (declared: {known})")
 
     def connection_root(self, conn: LocalConnection) -> Path:
+        """The absolute root of a local connection (relative roots resolve against the file)."""
         return (Path(self.base_dir) / conn.root).resolve()
 
     def state_url(self) -> str:
@@ -426,7 +472,8 @@ def _where(loc: tuple[Any, ...], raw: Any) -> tuple[str | None, str]:
         parts = parts[2:]
     elif len(parts) >= 2 and parts[0] in ("connections", "buckets"):
         # Drop pydantic's union-tag segment so the field reads connections.inbox.root.
-        parts = [p for i, p in enumerate(parts) if not (i == 2 and p in ("local", "mixpeek"))]
+        tags = ("local", "s3", "gcs", "mux", "mixpeek")
+        parts = [p for i, p in enumerate(parts) if not (i == 2 and p in tags)]
     field = ""
     for p in parts:
         if isinstance(p, int):
@@ -495,8 +542,47 @@ def _problem(err: Any, raw: Any) -> ConfigProblem:
     if kind == "literal_error" and "expected" in err.get("ctx", {}):
         fix = f"use one of {err['ctx']['expected']}"
     if kind == "union_tag_invalid" or (kind == "literal_error" and leaf in ("provider", "target")):
-        fix = "supported today: provider 'local' / target 'local'"
+        fix = "use provider local, s3, gcs or mux; target local"
     return ConfigProblem(sync=sync, field=field, message=msg, fix=fix)
+
+
+def split_bucket_path(source_path: str) -> tuple[str, str]:
+    """`bucket/prefix/` → ('bucket', 'prefix/') for S3 and GCS source paths."""
+    path = source_path.strip().lstrip("/")
+    for scheme in ("s3://", "gs://", "gcs://"):
+        if path.startswith(scheme):
+            path = path[len(scheme) :]
+    bucket, _, prefix = path.partition("/")
+    return bucket, prefix
+
+
+MUX_PREFIX = "mux://"
+
+
+def source_path_problem(conn: Any, source_path: str, cfg: MixsyncConfig) -> tuple[str, str] | None:
+    """(message, fix) when source_path does not fit its connection's provider."""
+    if isinstance(conn, LocalConnection):
+        root = cfg.connection_root(conn)
+        if not (root / source_path.lstrip("/")).resolve().is_relative_to(root):
+            return (
+                f"'{source_path}' leaves the connection root {root}",
+                "stay inside the connection root (no '..' above it)",
+            )
+    elif isinstance(conn, S3Connection | GCSConnection):
+        bucket, _ = split_bucket_path(source_path)
+        if not bucket or not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,254}", bucket):
+            return (
+                f"'{source_path}' does not start with a bucket name",
+                "write it as bucket/prefix, e.g. media-bucket/videos/2025/",
+            )
+    elif isinstance(conn, MuxConnection) and (
+        not source_path.startswith(MUX_PREFIX) or "/" in source_path[len(MUX_PREFIX) :]
+    ):
+        return (
+            f"'{source_path}' is not a Mux source",
+            "use mux:// for all assets or mux://ASSET_ID for one asset",
+        )
+    return None
 
 
 def _cross_check(cfg: MixsyncConfig) -> list[ConfigProblem]:
@@ -535,15 +621,10 @@ def _cross_check(cfg: MixsyncConfig) -> list[ConfigProblem]:
                 )
             )
             continue
-        root = cfg.connection_root(conn)
-        target = (root / s.source_path.lstrip("/")).resolve()
-        if not target.is_relative_to(root):
+        bad = source_path_problem(conn, s.source_path, cfg)
+        if bad:
+            message, fix = bad
             problems.append(
-                ConfigProblem(
-                    sync=s.name,
-                    field="source_path",
-                    message=f"'{s.source_path}' leaves the connection root {root}",
-                    fix=f"stay inside connection '{s.connection_id}' (no '..' above its root)",
-                )
+                ConfigProblem(sync=s.name, field="source_path", message=message, fix=fix)
             )
     return problems

@@ -289,7 +289,7 @@ def _spec(rt: SyncRuntime, item: FileItem, fields: dict[str, Any]) -> ObjectSpec
     return ObjectSpec(
         source_ref=rt.source_ref(item.key),
         source_key=item.key,
-        blob_url=item.url,
+        blob_url=provider.blob_url(item),
         mime_type=mime_type_of(item),
         size=item.size,
         fingerprint=item.fingerprint,
@@ -304,7 +304,7 @@ def _spec(rt: SyncRuntime, item: FileItem, fields: dict[str, Any]) -> ObjectSpec
             },
         },
         fields=fields,
-        open_blob=lambda: provider.open(item),
+        open_blob=(lambda: provider.open(item)) if provider.cheap_open else None,
     )
 
 

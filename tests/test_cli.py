@@ -130,3 +130,23 @@ def test_config_path_from_env_and_errors_exit_2(setup, tmp_path):
     assert "sync 'clips', field 'batch_size'" in out.stderr and "1..100" in out.stderr
     out = mixsync("-c", str(tmp_path / "missing.yaml"), "validate", env=env)
     assert out.returncode == 2 and "file not found" in out.stderr
+
+
+def test_preview_json_is_streamed_and_parseable(setup):
+    cfg, env = setup
+    out = mixsync("-c", str(cfg), "preview", "clips", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["sync"] == "clips"
+    assert {f["rel_path"]: f["verdict"] for f in doc["files"]} == {
+        "clip_0.mp4": "would_sync",
+        "clip_1.mp4": "would_sync",
+        "clip_2.mp4": "would_sync",
+        "notes/a b.txt": "would_sync",
+    }
+    assert doc["totals"]["would_sync"] == 4 and doc["totals"]["examined"] == 4
+    text = mixsync("-c", str(cfg), "preview", "clips", "--limit", "2", env=env).stdout
+    assert "2 file(s) examined (stopped at --limit)" in text
+    # preview wrote nothing: the sync is still PENDING with no discovered files
+    status = json.loads(mixsync("-c", str(cfg), "status", "clips", "--json", env=env).stdout)
+    assert status["syncs"][0]["total_files_discovered"] == 0

@@ -285,3 +285,27 @@ def test_batches_and_skip_batch_submission(tmp_path, src, state_url, instance):
     d2.run_pass("b")
     with store.engine.connect() as c:
         assert len(list(c.execute(select(batches)))) == 3  # no new batch for sync b
+
+
+def test_secrets_never_reach_run_config_tags_or_logs(tmp_path, src, instance, monkeypatch):
+    """A state URL read from the environment stays out of everything Dagster stores or shows."""
+    make_files(src, 2)
+    secret_url = f"sqlite:///{tmp_path / 'hunter2-secret-state.db'}"
+    monkeypatch.setenv("MIXSYNC_TEST_STATE_URL", secret_url)
+    cfg = write_config(
+        tmp_path / "syncs.yaml", root=src, state_url="placeholder", syncs=[{"name": "s1"}]
+    )
+    cfg.write_text(
+        cfg.read_text().replace("url: placeholder", "url: {env: MIXSYNC_TEST_STATE_URL}")
+    )
+    d = Driver(cfg, instance)
+    d.run_pass("s1")
+    assert len(objects(secret_url)) == 2
+    for record in instance.get_run_records():
+        run = record.dagster_run
+        blob = repr(run.run_config) + repr(run.tags)
+        for event in instance.all_logs(run.run_id):
+            blob += repr(event)
+        assert "hunter2" not in blob
+    assert "hunter2" not in repr(d.defs.resources["mixsync"])
+    assert "hunter2" not in d.cursors["s1"]

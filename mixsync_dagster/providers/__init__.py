@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
-from mixsync_dagster.config import Connection, LocalConnection, MixsyncConfig
+from mixsync_dagster.config import LocalConnection, MixsyncConfig
 from mixsync_dagster.records import FileItem, Page
 
 
@@ -14,6 +14,8 @@ class Provider(Protocol):
 
     name: str
     """Short provider id recorded on objects for source tracking (`local`, `s3`, ...)."""
+    cheap_open: bool
+    """True when open() costs no network transfer; the local bucket then hashes the bytes."""
 
     def list_pages(
         self, source_path: str, position: str | None, page_size: int, prefix: str = ""
@@ -34,6 +36,15 @@ class Provider(Protocol):
         """
         ...
 
+    def blob_url(self, item: FileItem) -> str:
+        """Where a bucket fetches the bytes (file://, presigned https://, rendition URL)."""
+        ...
+
+    def check(self, source_path: str) -> str:
+        """Verify credentials and reachability; returns a one-line summary or raises
+        AuthError / ProviderError naming what to check."""
+        ...
+
     def open(self, item: FileItem) -> BinaryIO:
         """Open the file's bytes. Raises FileVanished if it is gone."""
         ...
@@ -41,9 +52,22 @@ class Provider(Protocol):
 
 def get_provider(cfg: MixsyncConfig, connection_id: str) -> Provider:
     """Build the provider for a declared connection."""
-    conn: Connection = cfg.connections[connection_id]
+    conn = cfg.connections[connection_id]
     if isinstance(conn, LocalConnection):
         from mixsync_dagster.providers.local import LocalProvider
 
         return LocalProvider(cfg.connection_root(conn), include_hidden=conn.include_hidden)
+    # Cloud providers import their SDKs lazily: a local-only deployment never pays for them.
+    if conn.provider == "s3":
+        from mixsync_dagster.providers.s3 import S3Provider
+
+        return S3Provider(connection_id, conn)
+    if conn.provider == "gcs":
+        from mixsync_dagster.providers.gcs import GCSProvider
+
+        return GCSProvider(connection_id, conn)
+    if conn.provider == "mux":
+        from mixsync_dagster.providers.mux import MuxProvider
+
+        return MuxProvider(connection_id, conn)
     raise AssertionError(f"unhandled connection type {type(conn).__name__}")

@@ -23,6 +23,7 @@ class LocalProvider:
     """
 
     name = "local"
+    cheap_open = True
 
     def __init__(self, root: Path, *, include_hidden: bool = False):
         self.root = root.resolve()
@@ -135,6 +136,14 @@ class LocalProvider:
             content_type=ctype,
             url=path.as_uri(),
         )
+
+    def blob_url(self, item: FileItem) -> str:
+        return item.url or (self.root / item.key).as_uri()
+
+    def check(self, source_path: str) -> str:
+        """The folder exists and can be listed."""
+        first = next(iter(self.list_pages(source_path, None, 1)))
+        return f"{self.source_dir(source_path)} is readable ({len(first.items)} file(s) seen)"
 
     def open(self, item: FileItem) -> BinaryIO:
         """Open a listed file for reading; FileVanished if it is gone."""
