@@ -247,8 +247,15 @@ CASES = [
     Case(
         "connection_provider_unsupported",
         None,
-        "connections.inbox.provider",
-        ["local"],
+        "connections.inbox",
+        ["dropbox", "local", "s3"],
+        edit=conn_edit(provider="dropbox"),
+    ),
+    Case(
+        "s3_connection_missing_region",
+        None,
+        "connections.inbox.region",
+        ["required"],
         edit=conn_edit(provider="s3"),
     ),
     Case(
