@@ -19,14 +19,17 @@ from mixsync_dagster.targets.local import LocalBucketTarget
 def write_config(
     path: Path,
     *,
-    root: Path,
     state_url: str,
     syncs: list[dict[str, Any]],
+    root: Path | None = None,
+    connection: dict[str, Any] | None = None,
     buckets: dict[str, Any] | None = None,
 ) -> Path:
+    """A syncs.yaml with one connection named `src`: a local folder `root`, or `connection`."""
+    conn = connection if connection is not None else {"provider": "local", "root": str(root)}
     doc = {
         "state": {"url": state_url},
-        "connections": {"src": {"provider": "local", "root": str(root)}},
+        "connections": {"src": conn},
         "buckets": buckets or {"media": {"target": "local"}},
         "syncs": [
             {"bucket": "media", "connection_id": "src", "source_path": "", **s} for s in syncs

@@ -40,9 +40,10 @@ class Provider(Protocol):
         """Where a bucket fetches the bytes (file://, presigned https://, rendition URL)."""
         ...
 
-    def check(self, source_path: str) -> str:
-        """Verify credentials and reachability; returns a one-line summary or raises
-        AuthError / ProviderError naming what to check."""
+    def check(self, source_path: str | None) -> str:
+        """Verify credentials and reachability (of `source_path` when given, else of the
+        account); return a one-line summary, or raise AuthError / ProviderError saying what
+        to check."""
         ...
 
     def open(self, item: FileItem) -> BinaryIO:

@@ -140,10 +140,11 @@ class LocalProvider:
     def blob_url(self, item: FileItem) -> str:
         return item.url or (self.root / item.key).as_uri()
 
-    def check(self, source_path: str) -> str:
-        """The folder exists and can be listed."""
-        first = next(iter(self.list_pages(source_path, None, 1)))
-        return f"{self.source_dir(source_path)} is readable ({len(first.items)} file(s) seen)"
+    def check(self, source_path: str | None) -> str:
+        """The folder (or the root) exists and can be listed."""
+        first = next(iter(self.list_pages(source_path or "", None, 1)))
+        where = self.source_dir(source_path or "")
+        return f"{where} is readable ({len(first.items) + len(first.skipped)} entry seen)"
 
     def open(self, item: FileItem) -> BinaryIO:
         """Open a listed file for reading; FileVanished if it is gone."""
