@@ -302,6 +302,33 @@ def _row_dict(row: Any) -> dict[str, Any]:
     }
 
 
+@main.command()
+@click.argument("name")
+@click.pass_obj
+@_handle_errors
+def check(obj: Ctx, name: str) -> None:
+    """Verify a connection's credentials and reachability (like a connection test)."""
+    from mixsync_dagster.providers import get_provider
+
+    cfg = obj.cfg
+    if name not in cfg.connections:
+        raise SyncNotFound(
+            f"{cfg.source_file}: no connection named '{name}' (declared: {sorted(cfg.connections)})"
+        )
+    provider = get_provider(cfg, name)
+    paths = sorted({s.source_path for s in cfg.syncs if s.connection_id == name})
+    failed = False
+    for path in paths or [None]:
+        label = path or "(root)"
+        try:
+            click.echo(f"{name} {label}: OK: {provider.check(path)}")
+        except MixsyncError as e:
+            failed = True
+            click.echo(f"{name} {label}: FAILED: {e}", err=True)
+    if failed:
+        sys.exit(EXIT_FAILED)
+
+
 @contextmanager
 def dagster_instance(cfg: MixsyncConfig) -> Iterator[Any]:
     """The instance the UI reads: $DAGSTER_HOME, else .mixsync/dagster_home by the config."""

@@ -150,3 +150,23 @@ def test_preview_json_is_streamed_and_parseable(setup):
     # preview wrote nothing: the sync is still PENDING with no discovered files
     status = json.loads(mixsync("-c", str(cfg), "status", "clips", "--json", env=env).stdout)
     assert status["syncs"][0]["total_files_discovered"] == 0
+
+
+def test_check_connection(setup, tmp_path):
+    cfg, env = setup
+    out = mixsync("-c", str(cfg), "check", "src", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("src (root): OK: ") and "is readable" in out.stdout
+    # The source folder disappears: the check fails and says which folder.
+    root = Path(yaml_root(cfg))
+    shutil.rmtree(root)
+    out = mixsync("-c", str(cfg), "check", "src", env=env)
+    assert out.returncode == 1 and "does not exist" in out.stderr
+    out = mixsync("-c", str(cfg), "check", "nope", env=env)
+    assert out.returncode == 2 and "no connection named 'nope'" in out.stderr
+
+
+def yaml_root(cfg: Path) -> str:
+    import yaml
+
+    return yaml.safe_load(cfg.read_text())["connections"]["src"]["root"]
