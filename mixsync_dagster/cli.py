@@ -316,9 +316,11 @@ def check(obj: Ctx, name: str) -> None:
             f"{cfg.source_file}: no connection named '{name}' (declared: {sorted(cfg.connections)})"
         )
     provider = get_provider(cfg, name)
-    paths = sorted({s.source_path for s in cfg.syncs if s.connection_id == name})
+    used: list[str | None] = [
+        *sorted({s.source_path for s in cfg.syncs if s.connection_id == name})
+    ]
     failed = False
-    for path in paths or [None]:
+    for path in used or [None]:
         label = path or "(root)"
         try:
             click.echo(f"{name} {label}: OK: {provider.check(path)}")

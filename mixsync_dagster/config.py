@@ -101,7 +101,21 @@ class LocalBucket(_Model):
     description: str | None = Field(default=None, max_length=500)
 
 
-Bucket = LocalBucket
+class MixpeekBucket(_Model):
+    """A bucket on the Mixpeek API (or anything that speaks its shape)."""
+
+    target: Literal["mixpeek"]
+    bucket_id: str = Field(min_length=1)
+    namespace: SecretStr
+    api_key: SecretStr
+    base_url: str = "https://api.mixpeek.com"
+    blob_property: str = Field(default="content", min_length=1)
+    blob_type: Literal["auto", "video", "image", "audio", "text", "pdf", "excel"] = "auto"
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    description: str | None = Field(default=None, max_length=500)
+
+
+Bucket = Annotated[LocalBucket | MixpeekBucket, Field(discriminator="target")]
 
 
 class StateConfig(_Model):

@@ -230,7 +230,7 @@ def _problem(err: Any, raw: Any) -> ConfigProblem:
     if kind == "literal_error" and "expected" in err.get("ctx", {}):
         fix = f"use one of {err['ctx']['expected']}"
     if kind == "union_tag_invalid" or (kind == "literal_error" and leaf in ("provider", "target")):
-        fix = "use provider local, s3, gcs or mux; target local"
+        fix = "use provider local, s3, gcs or mux; target local or mixpeek"
     return ConfigProblem(sync=sync, field=field, message=msg, fix=fix)
 
 

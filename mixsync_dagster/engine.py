@@ -58,12 +58,12 @@ class SyncRuntime:
 
 def open_runtime(cfg: MixsyncConfig, sync_name: str) -> SyncRuntime:
     """Wire up the store, provider and target of one declared sync."""
-    from mixsync_dagster.targets.local import LocalBucketTarget
+    from mixsync_dagster.targets import get_target
 
     sync = cfg.sync(sync_name)
     store = StateStore(cfg.state_url())
     provider = get_provider(cfg, sync.connection_id)
-    target = LocalBucketTarget(store.engine, sync.bucket)
+    target = get_target(cfg, sync.bucket, store.engine)
     return SyncRuntime(cfg, sync, store, provider, target)
 
 
@@ -249,12 +249,14 @@ def _chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
 def create_objects(rt: SyncRuntime, work_id: str) -> dict[str, int]:
     """Register accepted files as objects, `batch_size` at a time, committing after each group.
 
-    A file with an object already (changed, resent, re-checked) updates that object; a new file
-    is created idempotently by its source reference, so a replay never makes a second object.
+    A file with an object already (changed, resent, re-checked) updates that object. A new file
+    is first marked `creating` (committed) and only then sent to the target; if the run dies
+    between the target's answer and our commit, the retry finds those `creating` files' objects
+    by source reference instead of creating them again.
     """
     mapper = compile_mapping(rt.sync.schema_mapping)
     fhash = filters_hash(rt.sync.file_filters)
-    rows = rt.store.work_items(work_id, status="accepted")
+    rows = rt.store.work_items(work_id, status=("accepted", "creating"))
     counts = {"synced": 0, "failed": 0, "vanished": 0, "bytes": 0}
     for group in _chunks(rows, rt.sync.batch_size):
         items = {r.idx: FileItem.from_json(r.item) for r in group}
@@ -270,14 +272,25 @@ def create_objects(rt: SyncRuntime, work_id: str) -> dict[str, int]:
                 outcomes[r.idx] = ObjectResult(error=str(e))
                 continue
             specs.append((r.idx, _spec(rt, item, mapped.fields)))
+        interrupted = {r.idx for r in group if r.status == "creating"}
+        if interrupted:
+            refs = [s.source_ref for idx, s in specs if idx in interrupted]
+            found = rt.target.find_objects(refs) if refs else {}
+            for idx, spec in specs:
+                if spec.source_ref in found:
+                    outcomes[idx] = ObjectResult(object_id=found[spec.source_ref], created=False)
         to_create = []
         for idx, spec in specs:
+            if idx in outcomes:
+                continue
             prior = known.get(items[idx].key)
             if prior is not None and prior.object_id:
                 outcomes[idx] = rt.target.update_object(prior.object_id, spec)
             else:
                 to_create.append((idx, spec))
         if to_create:
+            with rt.store.tx() as c:
+                rt.store.set_items(c, work_id, [idx for idx, _ in to_create], status="creating")
             results = rt.target.create_objects([s for _, s in to_create])
             outcomes.update({idx: res for (idx, _), res in zip(to_create, results, strict=True)})
         _record_outcomes(rt, work_id, items, known, outcomes, fhash, counts)

@@ -366,7 +366,9 @@ class StateStore:
             raise KeyError(f"work list {work_id} not found in the state store")
         return dict(row)
 
-    def work_items(self, work_id: str, status: str | None = None) -> list[WorkItemRow]:
+    def work_items(
+        self, work_id: str, status: str | tuple[str, ...] | None = None
+    ) -> list[WorkItemRow]:
         q = select(
             work_items.c.idx,
             work_items.c.source_key,
@@ -376,8 +378,10 @@ class StateStore:
             work_items.c.object_id,
             work_items.c.batch_id,
         ).where(work_items.c.work_id == work_id)
-        if status is not None:
+        if isinstance(status, str):
             q = q.where(work_items.c.status == status)
+        elif status is not None:
+            q = q.where(work_items.c.status.in_(status))
         with self.tx() as c:
             return [WorkItemRow(*r) for r in c.execute(q.order_by(work_items.c.idx))]
 

@@ -309,3 +309,35 @@ def test_secrets_never_reach_run_config_tags_or_logs(tmp_path, src, instance, mo
         assert "hunter2" not in blob
     assert "hunter2" not in repr(d.defs.resources["mixsync"])
     assert "hunter2" not in d.cursors["s1"]
+
+
+def test_crash_between_target_create_and_state_commit_never_duplicates(
+    tmp_path, src, state_url, instance
+):
+    """Reproduce the state a SIGKILL leaves between the bucket's answer and our commit."""
+    from mixsync_dagster import engine
+    from mixsync_dagster.records import FileItem
+
+    make_files(src, 4)
+    cfg = write_config(
+        tmp_path / "syncs.yaml", root=src, state_url=state_url, syncs=[{"name": "s1"}]
+    )
+    d = Driver(cfg, instance)
+    reqs, _ = d.tick("s1")
+    work_id = reqs[0].run_config["ops"]["filter_files"]["config"]["work_id"]
+    rt = d.defs.resources["mixsync"].runtime("s1")
+    engine.filter_work(rt, work_id)
+    # The run got as far as marking intent and the bucket created the objects ...
+    rows = rt.store.work_items(work_id, status="accepted")
+    with rt.store.tx() as c:
+        rt.store.set_items(c, work_id, [r.idx for r in rows], status="creating")
+    specs = [engine._spec(rt, FileItem.from_json(r.item), {}) for r in rows]
+    first = rt.target.create_objects(specs)
+    assert all(r.created for r in first)
+    # ... then died before recording them. The retried run adopts them instead of re-creating.
+    result = d.execute("s1", reqs[0])
+    assert result.success
+    objs = objects(state_url)
+    assert len(objs) == 4
+    assert {o["object_id"] for o in objs} == {r.object_id for r in first}
+    assert StateStore(state_url).tracked_counts("s1") == {"synced": 4}

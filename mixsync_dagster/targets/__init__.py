@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from mixsync_dagster.config import MixsyncConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,11 @@ class BucketTarget(Protocol):
 
     def create_objects(self, specs: list[ObjectSpec]) -> list[ObjectResult]: ...
 
+    def find_objects(self, source_refs: list[str]) -> dict[str, str]:
+        """Existing objects by source reference (ref -> object id): how a retry learns what an
+        interrupted attempt already created."""
+        ...
+
     def update_object(self, object_id: str, spec: ObjectSpec) -> ObjectResult: ...
 
     def delete_object(self, object_id: str) -> None: ...
@@ -49,3 +59,17 @@ class BucketTarget(Protocol):
     def submit_batch(self, batch_id: str) -> str | None:
         """Hand the batch to the processing pipeline; returns a task id when there is one."""
         ...
+
+
+def get_target(cfg: MixsyncConfig, bucket: str, engine: Engine) -> BucketTarget:
+    """The target for a declared bucket; the local bucket lives in the state database."""
+    spec = cfg.buckets[bucket]
+    if spec.target == "local":
+        from mixsync_dagster.targets.local import LocalBucketTarget
+
+        return LocalBucketTarget(engine, bucket)
+    if spec.target == "mixpeek":
+        from mixsync_dagster.targets.mixpeek import MixpeekTarget
+
+        return MixpeekTarget(bucket, spec)
+    raise AssertionError(f"unhandled bucket target {spec.target}")

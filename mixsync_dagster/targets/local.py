@@ -121,6 +121,15 @@ class LocalBucketTarget:
                 c.execute(insert(objects), rows)
         return [r if r is not None else ObjectResult(error="not processed") for r in results]
 
+    def find_objects(self, source_refs: list[str]) -> dict[str, str]:
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(objects.c.source_ref, objects.c.object_id).where(
+                    and_(objects.c.bucket == self.bucket, objects.c.source_ref.in_(source_refs))
+                )
+            )
+            return {r.source_ref: r.object_id for r in rows}
+
     def _row(self, spec: ObjectSpec, sha: str | None) -> dict[str, Any]:
         return {
             "bucket": self.bucket,
