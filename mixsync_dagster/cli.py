@@ -121,6 +121,7 @@ def status_record(cfg: MixsyncConfig, name: str) -> dict[str, Any]:
         "consecutive_failures": int(row["consecutive_failures"]),
         "last_error": row["last_error"],
         "trigger_pending": row["trigger_requested_at"] is not None,
+        "dlq_size": StateStore(cfg.state_url()).dlq_size(name),
     }
 
 
@@ -148,6 +149,7 @@ def status(obj: Ctx, name: str | None, as_json: bool) -> None:
             "next_sync_at",
             "consecutive_failures",
             "last_error",
+            "dlq_size",
         ):
             click.echo(f"  {k}: {r[k] if r[k] is not None else '-'}")
 
@@ -208,6 +210,63 @@ def trigger(obj: Ctx, name: str) -> None:
     click.echo(f"{name}: pass requested; the sensor starts it at its next tick (≤ 30 s)")
 
 
+@main.group()
+def dlq() -> None:
+    """The dead-letter queue: files that failed, their attempts and last error."""
+
+
+@dlq.command("list")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print stable JSON (see README).")
+@click.pass_obj
+@_handle_errors
+def dlq_list(obj: Ctx, name: str, as_json: bool) -> None:
+    """Each failed file: status (retry | failed), attempts, last error, next attempt."""
+    from mixsync_dagster.state import StateStore
+
+    cfg = obj.cfg
+    cfg.sync(name)
+    rows = [
+        {
+            "source_key": r["source_key"],
+            "status": r["status"],
+            "attempts": int(r["attempts"]),
+            "last_error": r["last_error"],
+            "next_attempt_at": _iso(r["next_attempt_at"]),
+            "updated_at": _iso(r["updated_at"]),
+        }
+        for r in StateStore(cfg.state_url()).dlq_rows(name)
+    ]
+    if as_json:
+        click.echo(json.dumps({"sync": name, "files": rows}, indent=2))
+        return
+    click.echo(f"{name}: {len(rows)} file(s) in the dead-letter queue")
+    for r in rows:
+        nxt = f", next attempt {r['next_attempt_at']}" if r["next_attempt_at"] else ""
+        click.echo(f"  {r['status']:<6} x{r['attempts']} {r['source_key']}{nxt}")
+        click.echo(f"         {r['last_error']}")
+
+
+@dlq.command("retry")
+@click.argument("name")
+@click.argument("keys", nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="Requeue every failed file.")
+@click.pass_obj
+@_handle_errors
+def dlq_retry(obj: Ctx, name: str, keys: tuple[str, ...], retry_all: bool) -> None:
+    """Put failed files back in line for the next pass (attempts reset to 0)."""
+    from mixsync_dagster.state import StateStore
+
+    cfg = obj.cfg
+    cfg.sync(name)
+    if retry_all == bool(keys):
+        _fail("give either --all or one or more source keys", EXIT_CONFIG)
+    n = StateStore(cfg.state_url()).dlq_requeue(name, None if retry_all else list(keys))
+    click.echo(f"{name}: {n} file(s) requeued; the next pass retries them")
+    if keys and n < len(keys):
+        _fail(f"{len(keys) - n} key(s) were not in the dead-letter queue")
+
+
 @main.command()
 @click.argument("bucket")
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON (see README).")
@@ -261,7 +320,7 @@ def objects(obj: Ctx, bucket: str, as_json: bool) -> None:
 def preview(obj: Ctx, name: str, limit: int | None, as_json: bool) -> None:
     """Show what a pass would do with each file, and why; writes nothing."""
     from mixsync_dagster import engine
-    from mixsync_dagster.preview import PreviewTotals
+    from mixsync_dagster.preview import VERDICTS, PreviewTotals
     from mixsync_dagster.preview import preview as run_preview
 
     rt = engine.open_runtime(obj.cfg, name)
@@ -281,7 +340,7 @@ def preview(obj: Ctx, name: str, limit: int | None, as_json: bool) -> None:
     t = totals.as_dict()
     limited = " (stopped at --limit)" if t["limited"] else ""
     click.echo(f"\n{t['examined']} file(s) examined{limited}")
-    for v in ("would_sync", "unchanged", "excluded", "would_fail", "failed", "skipped"):
+    for v in VERDICTS:
         extra = ""
         if v == "would_sync" and t["would_sync_by_action"]:
             extra = f"  {t['would_sync_by_action']}"

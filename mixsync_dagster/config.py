@@ -288,6 +288,12 @@ class SyncConfig(_Model):
     skip_duplicates: bool = True
     reconcile_on_sync: bool = False
     skip_batch_submission: bool = False
+    retry_backoff_seconds: int = Field(default=60, ge=0, le=86_400)
+    """Dead-letter queue: wait before retrying a failed file (x4 after the second failure)."""
+    max_consecutive_failures: int = Field(default=5, ge=1, le=1_000)
+    """Auto-suspend after this many failed runs in a row."""
+    max_deletes_per_pass: int | str = "10%"
+    """Reconcile guard: at most this many deletions per pass, absolute or a % of tracked objects."""
     max_objects_per_run: int = Field(default=5_000, ge=1, le=100_000)
     """Files handed to one run; a larger pass is split across runs (Mixpeek caps a run at 100k)."""
     description: str | None = Field(default=None, max_length=500)
@@ -306,6 +312,25 @@ class SyncConfig(_Model):
     @classmethod
     def _alias(cls, v: Any) -> Any:
         return SYNC_MODE_ALIASES.get(v, v) if isinstance(v, str) else v
+
+    @field_validator("max_deletes_per_pass")
+    @classmethod
+    def _cap(cls, v: int | str) -> int | str:
+        if isinstance(v, int):
+            if v < 0:
+                raise ValueError("must be 0 or more")
+            return v
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", v)
+        if not m or float(m.group(1)) > 100:
+            raise ValueError(f"'{v}' is neither a number nor a percentage like '10%'")
+        return f"{m.group(1)}%"
+
+    def delete_cap(self, tracked_objects: int) -> int:
+        """The most objects one reconcile pass may delete."""
+        v = self.max_deletes_per_pass
+        if isinstance(v, int):
+            return v
+        return int(tracked_objects * float(v[:-1]) / 100)
 
     @field_validator("metadata")
     @classmethod

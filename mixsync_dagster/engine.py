@@ -81,8 +81,18 @@ class ChunkPlan:
     skipped: list[Skipped] = field(default_factory=list)
 
 
+def retry_delay(attempts: int, base_seconds: int) -> timedelta:
+    """Dead-letter backoff before the next automatic attempt: base after the first failure,
+    4 x base after the second (the third failure is final)."""
+    return timedelta(seconds=base_seconds * 4 ** max(attempts - 1, 0))
+
+
 def classify(
-    row: TrackedRow | None, item: FileItem, fhash: str, skip_duplicates: bool
+    row: TrackedRow | None,
+    item: FileItem,
+    fhash: str,
+    skip_duplicates: bool,
+    now: datetime | None = None,
 ) -> str | None:
     """What a listed file needs: new, changed, resend, retry, recheck, or nothing (None)."""
     if row is None:
@@ -91,8 +101,11 @@ def classify(
         return "resend"
     if row.fingerprint != item.fingerprint:
         return "changed"
-    if row.status == "pending" or (row.status == "retry" and row.attempts < MAX_ATTEMPTS):
+    if row.status == "pending":
         return "retry"
+    if row.status == "retry" and row.attempts < MAX_ATTEMPTS:
+        due = row.next_attempt_at is None or now is None or now >= row.next_attempt_at
+        return "retry" if due else None
     if row.status in ("synced", "excluded") and row.filter_hash != fhash:
         return "recheck"
     return None
@@ -126,7 +139,7 @@ def plan_chunk(
             known = rt.store.lookup(c, rt.name, keys)
             discovered = []
             for item in page.items:
-                action = classify(known.get(item.key), item, fhash, rt.sync.skip_duplicates)
+                action = classify(known.get(item.key), item, fhash, rt.sync.skip_duplicates, now)
                 if action is None:
                     continue
                 if action == "new":
@@ -352,6 +365,7 @@ def _record_outcomes(
                         "object_id": res.object_id,
                         "attempts": 0,
                         "last_error": None,
+                        "next_attempt_at": None,
                         "size_bytes": item.size,
                         "filter_hash": fhash,
                         "updated_at": now,
@@ -385,6 +399,9 @@ def _record_outcomes(
                         "fingerprint": item.fingerprint,
                         "attempts": attempts,
                         "last_error": (res.error or "unknown error")[:1000],
+                        "next_attempt_at": None
+                        if final
+                        else now + retry_delay(attempts, rt.sync.retry_backoff_seconds),
                         "updated_at": now,
                     }
                 )
@@ -452,6 +469,7 @@ def submit_batches(rt: SyncRuntime, work_id: str) -> dict[str, int]:
 def checkpoint(rt: SyncRuntime, work_id: str) -> dict[str, Any]:
     """Close a work list: record success, reset the failure count, return the run's numbers."""
     counts = rt.store.item_counts(work_id)
+    rt.store.ensure_sync(rt.name)  # a run launched by hand may precede the sensor's first tick
     with rt.store.tx() as c:
         c.execute(
             update(st.work_lists)
@@ -468,6 +486,7 @@ def checkpoint(rt: SyncRuntime, work_id: str) -> dict[str, Any]:
 
 def record_failure(store: StateStore, sync: str, error: str) -> None:
     """A run of the sync failed: count it and keep the error (secrets are never in it)."""
+    store.ensure_sync(sync)
     with store.tx() as c:
         row = c.execute(st.syncs.select().where(st.syncs.c.name == sync)).mappings().one()
         values: dict[str, Any] = {
@@ -487,6 +506,7 @@ def finish_pass(rt: SyncRuntime, pass_id: str, started_at: datetime) -> str:
     """
     complete = rt.store.pending_work(rt.name, pass_id) == 0
     now = utcnow()
+    rt.store.ensure_sync(rt.name)
     with rt.store.tx() as c:
         row = c.execute(st.syncs.select().where(st.syncs.c.name == rt.name)).mappings().one()
         status = row["status"]

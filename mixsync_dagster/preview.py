@@ -10,10 +10,18 @@ from mixsync_dagster.engine import PAGE_SIZE, SyncRuntime, classify, evaluate, l
 from mixsync_dagster.errors import PermanentFileError
 from mixsync_dagster.filters import filters_hash
 from mixsync_dagster.mapping import Mapped, compile_mapping
-from mixsync_dagster.records import FileItem
+from mixsync_dagster.records import FileItem, utcnow
 from mixsync_dagster.state import TrackedRow
 
-VERDICTS = ("would_sync", "unchanged", "excluded", "would_fail", "failed", "skipped")
+VERDICTS = (
+    "would_sync",
+    "unchanged",
+    "excluded",
+    "would_fail",
+    "retry_later",
+    "failed",
+    "skipped",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +113,18 @@ def _accepted_row(
     rt: SyncRuntime,
     mapper: Callable[[FileItem], Mapped],
 ) -> PreviewRow:
-    try:
-        mapper(item)
-    except PermanentFileError as e:
-        return PreviewRow(item.key, item.rel_path, item.size, "would_fail", reason=str(e))
-    action = classify(prior, item, fhash, rt.sync.skip_duplicates)
+    action = classify(prior, item, fhash, rt.sync.skip_duplicates, utcnow())
     if action is not None:
+        try:
+            mapper(item)
+        except PermanentFileError as e:
+            return PreviewRow(item.key, item.rel_path, item.size, "would_fail", reason=str(e))
         return PreviewRow(item.key, item.rel_path, item.size, "would_sync", action=action)
+    if prior is not None and prior.status == "retry":
+        when = prior.next_attempt_at.isoformat(timespec="seconds") if prior.next_attempt_at else "-"
+        reason = f"attempt {prior.attempts} failed; next attempt at {when}"
+        return PreviewRow(item.key, item.rel_path, item.size, "retry_later", reason=reason)
     if prior is not None and prior.status == "failed":
-        reason = f"failed {prior.attempts} times; retried when the file changes"
+        reason = f"failed {prior.attempts} times; `mixsync dlq retry` or a change retries it"
         return PreviewRow(item.key, item.rel_path, item.size, "failed", reason=reason)
     return PreviewRow(item.key, item.rel_path, item.size, "unchanged")

@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection
 
 from mixsync_dagster.records import utcnow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("PENDING", "ACTIVE", "PAUSED", "SUSPENDED", "COMPLETED", "FAILED")
 
 metadata = MetaData()
@@ -82,6 +82,7 @@ tracked = Table(
     Column("size_bytes", BigInteger, nullable=False, default=0),
     Column("filter_hash", String(32)),
     Column("last_seen_pass", String(64)),
+    Column("next_attempt_at", DateTime(timezone=True)),  # v2: dead-letter backoff
     Column("updated_at", DateTime(timezone=True)),
 )
 
@@ -177,6 +178,7 @@ def ensure_schema(eng: Engine) -> None:
 
     metadata.create_all(eng, checkfirst=True)
     local_metadata.create_all(eng, checkfirst=True)
+    _add_missing_columns(eng, [*metadata.sorted_tables, *local_metadata.sorted_tables])
     with eng.begin() as c:
         row = c.execute(select(schema_info.c.version).where(schema_info.c.id == 1)).first()
         if row is None:
@@ -185,6 +187,29 @@ def ensure_schema(eng: Engine) -> None:
             raise RuntimeError(
                 f"state store schema v{row.version} is newer than this mixsync (v{SCHEMA_VERSION})"
             )
+        elif row.version < SCHEMA_VERSION:
+            c.execute(
+                update(schema_info).where(schema_info.c.id == 1).values(version=SCHEMA_VERSION)
+            )
+
+
+def _add_missing_columns(eng: Engine, tables: Sequence[Table]) -> None:
+    """Additive migrations: a column added in a later version is added to an older database.
+
+    Only nullable columns are ever added this way; anything else gets an explicit migration.
+    """
+    from sqlalchemy import inspect
+    from sqlalchemy.schema import CreateColumn
+
+    insp = inspect(eng)
+    for table in tables:
+        present = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in present:
+                continue
+            ddl = CreateColumn(col).compile(dialect=eng.dialect)
+            with eng.begin() as c:
+                c.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +219,7 @@ class TrackedRow:
     filter_hash: str | None
     object_id: str | None
     attempts: int
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,11 +302,13 @@ class StateStore:
                     tracked.c.filter_hash,
                     tracked.c.object_id,
                     tracked.c.attempts,
+                    tracked.c.next_attempt_at,
                 ).where(and_(tracked.c.sync == sync, tracked.c.source_key.in_(chunk)))
             )
             for r in rows:
+                nxt = as_utc(r.next_attempt_at) if r.next_attempt_at else None
                 out[r.source_key] = TrackedRow(
-                    r.fingerprint, r.status, r.filter_hash, r.object_id, r.attempts
+                    r.fingerprint, r.status, r.filter_hash, r.object_id, r.attempts, nxt
                 )
         return out
 
@@ -326,6 +354,52 @@ class StateStore:
                 .group_by(tracked.c.status)
             )
             return {r[0]: int(r[1]) for r in rows}
+
+    # ------------------------------------------------------------ dead-letter queue
+
+    def dlq_rows(self, sync: str) -> list[dict[str, Any]]:
+        """Files that failed: waiting for a retry (`retry`) or given up on (`failed`)."""
+        with self.tx() as c:
+            rows = c.execute(
+                select(
+                    tracked.c.source_key,
+                    tracked.c.status,
+                    tracked.c.attempts,
+                    tracked.c.last_error,
+                    tracked.c.next_attempt_at,
+                    tracked.c.updated_at,
+                )
+                .where(and_(tracked.c.sync == sync, tracked.c.status.in_(("retry", "failed"))))
+                .order_by(tracked.c.source_key)
+            ).mappings()
+            return [
+                {k: as_utc(v) if isinstance(v, datetime) else v for k, v in r.items()} for r in rows
+            ]
+
+    def dlq_requeue(self, sync: str, keys: Sequence[str] | None) -> int:
+        """Put failed files back in line (all of them when `keys` is None)."""
+        cond = and_(tracked.c.sync == sync, tracked.c.status.in_(("retry", "failed")))
+        with self.tx() as c:
+            total = 0
+            for chunk in [None] if keys is None else list(_chunks(keys, 500)):
+                where = cond if chunk is None else and_(cond, tracked.c.source_key.in_(chunk))
+                res = c.execute(
+                    update(tracked)
+                    .where(where)
+                    .values(status="retry", attempts=0, next_attempt_at=None, updated_at=utcnow())
+                )
+                total += res.rowcount
+            return total
+
+    def dlq_size(self, sync: str) -> int:
+        with self.tx() as c:
+            return int(
+                c.execute(
+                    select(func.count())
+                    .select_from(tracked)
+                    .where(and_(tracked.c.sync == sync, tracked.c.status.in_(("retry", "failed"))))
+                ).scalar_one()
+            )
 
     # ------------------------------------------------------------ work lists
 

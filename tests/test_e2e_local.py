@@ -233,6 +233,7 @@ def test_required_mapping_fails_the_file_not_the_run(tmp_path, src, state_url, i
         syncs=[
             {
                 "name": "s1",
+                "retry_backoff_seconds": 0,
                 "schema_mapping": {
                     "mappings": {
                         "title": {"source": {"type": "metadata", "key": "title"}, "required": True}
@@ -341,3 +342,29 @@ def test_crash_between_target_create_and_state_commit_never_duplicates(
     assert len(objs) == 4
     assert {o["object_id"] for o in objs} == {r.object_id for r in first}
     assert StateStore(state_url).tracked_counts("s1") == {"synced": 4}
+
+
+def test_run_launched_by_hand_before_any_tick(tmp_path, src, state_url, instance):
+    """A run started from the launchpad (no sensor tick yet) still checkpoints its metrics."""
+    from mixsync_dagster.providers.local import LocalProvider
+
+    make_files(src, 3)
+    cfg = write_config(
+        tmp_path / "syncs.yaml", root=src, state_url=state_url, syncs=[{"name": "s1"}]
+    )
+    d = Driver(cfg, instance)
+    store = StateStore(state_url)
+    page = next(LocalProvider(src).list_pages("", None, 100))
+    items = [
+        {"source_key": i.key, "item": i.to_json(), "action": "new", "status": "pending"}
+        for i in page.items
+    ]
+    store.save_work("by-hand", "s1", "manual", 0, True, items)
+    job = d.defs.get_job_def("mixsync_s1_job")
+    result = job.execute_in_process(
+        run_config={"ops": {"filter_files": {"config": {"sync": "s1", "work_id": "by-hand"}}}},
+        instance=instance,
+    )
+    assert result.success
+    assert len(objects(state_url)) == 3
+    assert store.get_sync("s1")["status"] == "ACTIVE"
