@@ -10,7 +10,7 @@ from dagster import AssetSpec, Definitions
 from mixsync_dagster.config import config_path, load_config
 from mixsync_dagster.jobs import asset_key_for, build_sync_job
 from mixsync_dagster.resources import MixsyncResource
-from mixsync_dagster.sensors import build_sync_sensor
+from mixsync_dagster.sensors import build_run_failure_sensor, build_sync_sensor
 
 
 def build_definitions(path: str | os.PathLike[str] | None = None) -> Definitions:
@@ -34,6 +34,8 @@ def build_definitions(path: str | os.PathLike[str] | None = None) -> Definitions
                 metadata={"bucket": sync.bucket, "sync_mode": sync.sync_mode},
             )
         )
+    if jobs:
+        sensors.append(build_run_failure_sensor(jobs))
     return Definitions(
         assets=assets,
         jobs=jobs,

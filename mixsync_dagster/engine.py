@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, update
+from sqlalchemy import and_, bindparam, delete, select, update
 
 from mixsync_dagster import state as st
 from mixsync_dagster.config import MixsyncConfig, SyncConfig
-from mixsync_dagster.errors import PermanentFileError
+from mixsync_dagster.errors import MixsyncError, PermanentFileError
 from mixsync_dagster.filters import (
     Verdict,
     compile_filters,
@@ -222,6 +222,13 @@ def evaluate(rt: SyncRuntime, items: list[FileItem]) -> list[tuple[FileItem, Ver
 def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
     """Apply the sync's file filters to a work list; excluded files are tracked as such."""
     fhash = filters_hash(rt.sync.file_filters)
+    try:
+        rt.store.work_list(work_id)
+    except KeyError:
+        raise MixsyncError(
+            f"work list {work_id} is not in the state store {rt.store.safe_url}; "
+            "was the state store reset or pointed elsewhere?"
+        ) from None
     rows = rt.store.work_items(work_id, status="pending")
     originals = [FileItem.from_json(r.item) for r in rows]
     verdicts = evaluate(rt, originals)
@@ -484,18 +491,28 @@ def checkpoint(rt: SyncRuntime, work_id: str) -> dict[str, Any]:
     return counts
 
 
-def record_failure(store: StateStore, sync: str, error: str) -> None:
-    """A run of the sync failed: count it and keep the error (secrets are never in it)."""
+def record_failure(
+    store: StateStore, sync: str, error: str, *, key: str, threshold: int | None = None
+) -> bool:
+    """A run (or a listing tick) of the sync failed: count it once per `key`, keep the error.
+
+    The failure hook and the run-failure sensor may both report one run; the key makes the
+    second report a no-op. At `threshold` consecutive failures the sync is SUSPENDED.
+    Returns True when this call counted the failure.
+    """
     store.ensure_sync(sync)
     with store.tx() as c:
+        if c.execute(select(st.failures.c.key).where(st.failures.c.key == key)).first():
+            return False
+        c.execute(st.failures.insert().values(key=key, sync=sync, error=error[:1000], at=utcnow()))
         row = c.execute(st.syncs.select().where(st.syncs.c.name == sync)).mappings().one()
-        values: dict[str, Any] = {
-            "consecutive_failures": row["consecutive_failures"] + 1,
-            "last_error": error[:1000],
-        }
+        count = row["consecutive_failures"] + 1
+        values: dict[str, Any] = {"consecutive_failures": count, "last_error": error[:1000]}
         if row["status"] not in ("PAUSED", "SUSPENDED"):
-            values["status"] = "FAILED"
+            suspend = threshold is not None and count >= threshold
+            values["status"] = "SUSPENDED" if suspend else "FAILED"
         store.set_sync(c, sync, **values)
+    return True
 
 
 def finish_pass(rt: SyncRuntime, pass_id: str, started_at: datetime) -> str:
@@ -514,6 +531,9 @@ def finish_pass(rt: SyncRuntime, pass_id: str, started_at: datetime) -> str:
             "last_sync_at": now,
             "passes_completed": row["passes_completed"] + 1,
         }
+        if complete:
+            # Every run of the pass succeeded (a failed run leaves its work list pending).
+            values["consecutive_failures"] = 0
         if rt.sync.sync_mode == "initial_only":
             values["next_sync_at"] = None if complete else now
             if complete and status not in ("PAUSED", "SUSPENDED"):

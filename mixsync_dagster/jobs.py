@@ -129,7 +129,13 @@ def count_failure(context: HookContext) -> None:
     err = context.op_exception
     message = f"{context.op.name}: {type(err).__name__}: {err}" if err else context.op.name
     rt = context.resources.mixsync.runtime(sync)
-    engine.record_failure(rt.store, sync, message)
+    engine.record_failure(
+        rt.store,
+        sync,
+        message,
+        key=f"run:{context.run_id}",
+        threshold=rt.sync.max_consecutive_failures,
+    )
 
 
 @graph

@@ -1,18 +1,24 @@
 """One Dagster sensor per sync: a thin shell around `passes.tick`."""
 
+import secrets
+
 from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
     JobDefinition,
+    RunFailureSensorContext,
     RunRequest,
     RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
+    run_failure_sensor,
     sensor,
 )
 
+from mixsync_dagster import engine
 from mixsync_dagster.config import SyncConfig
+from mixsync_dagster.errors import ProviderError
 from mixsync_dagster.jobs import PASS_TAG, SYNC_TAG, run_config_for
 from mixsync_dagster.passes import PassCursor, tick
 from mixsync_dagster.resources import MixsyncResource
@@ -55,18 +61,55 @@ def build_sync_sensor(sync: SyncConfig, job: JobDefinition) -> SensorDefinition:
     def _sync_sensor(context: SensorEvaluationContext, mixsync: MixsyncResource) -> SensorResult:
         rt = mixsync.runtime(name)
         cur = PassCursor.load(context.cursor)
-        out = tick(rt, cur, in_flight=in_flight_run(context, name))
+        try:
+            out = tick(rt, cur, in_flight=in_flight_run(context, name))
+        except ProviderError as e:
+            # A listing that fails is a failed sync attempt: it counts toward auto-suspend and
+            # the tick fails visibly, with the cursor left where it was (nothing is "deleted").
+            engine.record_failure(
+                rt.store,
+                name,
+                f"listing failed: {e}",
+                key=f"tick:{secrets.token_hex(8)}",
+                threshold=rt.sync.max_consecutive_failures,
+            )
+            raise
         context.log.info(out.message)
         if out.work_id is None:
             return SensorResult(skip_reason=out.message, cursor=out.cursor.dump())
         request = RunRequest(
             run_key=out.work_id,
             run_config=run_config_for(name, out.work_id),
-            tags={
-                SYNC_TAG: name,
-                PASS_TAG: cur.pass_id if out.cursor.pass_no == cur.pass_no else out.cursor.pass_id,
-            },
+            tags={SYNC_TAG: name, PASS_TAG: out.cursor.pass_id},
         )
         return SensorResult(run_requests=[request], cursor=out.cursor.dump())
 
     return _sync_sensor
+
+
+def build_run_failure_sensor(jobs: list[JobDefinition]) -> SensorDefinition:
+    """Counts runs that fail without an op failure hook firing (a killed worker, a run
+    monitoring timeout): every failed sync run counts once toward auto-suspend."""
+
+    @run_failure_sensor(
+        name="mixsync_run_failures",
+        monitored_jobs=jobs,
+        default_status=DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=MAX_TICK_INTERVAL_SECONDS,
+    )
+    def _failures(context: RunFailureSensorContext, mixsync: MixsyncResource) -> None:
+        run = context.dagster_run
+        sync = run.tags.get(SYNC_TAG)
+        if not sync:
+            return
+        rt = mixsync.runtime(sync)
+        message = context.failure_event.message or "run failed"
+        engine.record_failure(
+            rt.store,
+            sync,
+            message,
+            key=f"run:{run.run_id}",
+            threshold=rt.sync.max_consecutive_failures,
+        )
+
+    return _failures

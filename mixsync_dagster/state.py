@@ -116,6 +116,15 @@ work_items = Table(
     Column("fields", JSON),
 )
 
+failures = Table(
+    "mixsync_failures",
+    metadata,
+    Column("key", String(200), primary_key=True),  # a run id, or a tick id
+    Column("sync", String(64), nullable=False, index=True),
+    Column("error", Text),
+    Column("at", DateTime(timezone=True)),
+)
+
 batches = Table(
     "mixsync_batches",
     metadata,
@@ -239,6 +248,14 @@ class StateStore:
     def __init__(self, url: str):
         self.url = url
         self.engine = get_engine(url)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"StateStore({self.safe_url})"
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
