@@ -366,13 +366,17 @@ def _row_dict(row: Any) -> dict[str, Any]:
 @click.pass_obj
 @_handle_errors
 def check(obj: Ctx, name: str) -> None:
-    """Verify a connection's credentials and reachability (like a connection test)."""
+    """Verify a connection's (or a bucket's) credentials and reachability."""
     from mixsync_dagster.providers import get_provider
 
     cfg = obj.cfg
+    if name not in cfg.connections and name in cfg.buckets:
+        _check_bucket(cfg, name)
+        return
     if name not in cfg.connections:
         raise SyncNotFound(
             f"{cfg.source_file}: no connection named '{name}' (declared: {sorted(cfg.connections)})"
+            f" and no bucket by that name (declared: {sorted(cfg.buckets)})"
         )
     provider = get_provider(cfg, name)
     used: list[str | None] = [
@@ -387,6 +391,23 @@ def check(obj: Ctx, name: str) -> None:
             failed = True
             click.echo(f"{name} {label}: FAILED: {e}", err=True)
     if failed:
+        sys.exit(EXIT_FAILED)
+
+
+def _check_bucket(cfg: MixsyncConfig, name: str) -> None:
+    """`check BUCKET`: a target that can verify itself (key, namespace, bucket) does so."""
+    from mixsync_dagster.state import StateStore
+    from mixsync_dagster.targets import get_target
+
+    target = get_target(cfg, name, StateStore(cfg.state_url()).engine)
+    verify = getattr(target, "check", None)
+    if verify is None:
+        click.echo(f"{name}: OK: {cfg.buckets[name].target} bucket, nothing to verify")
+        return
+    try:
+        click.echo(f"{name}: OK: {verify()}")
+    except MixsyncError as e:
+        click.echo(f"{name}: FAILED: {e}", err=True)
         sys.exit(EXIT_FAILED)
 
 
@@ -439,37 +460,47 @@ def sync(obj: Ctx, name: str) -> None:
         position: str | None = None
         seq = listed = runs = 0
         totals: dict[str, int] = {}
+
+        def run(items: list[dict[str, Any]], final: bool) -> None:
+            nonlocal seq, runs
+            work_id = f"{name}-{pass_id}-{seq}"
+            seq += 1
+            rt.store.save_work(work_id, name, pass_id, seq, final, items)
+            result = job.execute_in_process(
+                run_config=run_config_for(name, work_id)
+                | {"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                instance=instance,
+                tags={SYNC_TAG: name, PASS_TAG: pass_id},
+                raise_on_error=False,
+            )
+            runs += 1
+            if not result.success:
+                err = rt.store.get_sync(name)["last_error"] or "see the run in the Dagster UI"
+                _fail(f"{name}: run {result.run_id} failed: {err}")
+            for k, v in rt.store.item_counts(work_id).items():
+                totals[k] = totals.get(k, 0) + v
+
         while True:
             plan = engine.plan_chunk(rt, pass_id, position)
             listed += plan.listed
             for s in plan.skipped:
                 click.echo(f"  skipped {s.key}: {s.reason}")
             if plan.items:
-                work_id = f"{name}-{pass_id}-{seq}"
-                rt.store.save_work(work_id, name, pass_id, seq, plan.listing_done, plan.items)
-                result = job.execute_in_process(
-                    run_config=run_config_for(name, work_id)
-                    | {"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-                    instance=instance,
-                    tags={SYNC_TAG: name, PASS_TAG: pass_id},
-                    raise_on_error=False,
-                )
-                runs += 1
-                if not result.success:
-                    err = rt.store.get_sync(name)["last_error"] or "see the run in the Dagster UI"
-                    _fail(f"{name}: run {result.run_id} failed: {err}")
-                for k, v in rt.store.item_counts(work_id).items():
-                    totals[k] = totals.get(k, 0) + v
-                seq += 1
+                run(plan.items, plan.listing_done)
             position = plan.next_position
             if plan.listing_done:
                 break
+        if rt.sync.reconcile_on_sync:
+            doomed = engine.plan_reconcile(rt, pass_id)
+            if doomed:
+                run(doomed, True)
         new_status = engine.finish_pass(rt, pass_id, started_at)
     took = time.monotonic() - t0
     click.echo(
         f"{name}: pass {pass_id} done in {took:.1f}s: listed {listed}, runs {runs}, "
         f"synced {totals.get('synced', 0)}, excluded {totals.get('excluded', 0)}, "
-        f"failed {totals.get('failed', 0)}, vanished {totals.get('vanished', 0)}; "
+        f"failed {totals.get('failed', 0)}, vanished {totals.get('vanished', 0)}, "
+        f"deleted {totals.get('deleted', 0)}; "
         f"status {new_status}"
     )
 

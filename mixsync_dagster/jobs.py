@@ -85,6 +85,22 @@ def submit_batches(
     return {**work, **counts}
 
 
+@op(
+    ins={"work": In(dict)},
+    out=Out(dict),
+    retry_policy=STEP_RETRY,
+    description="Delete objects whose files are gone or no longer match (reconcile_on_sync)",
+)
+def reconcile(
+    context: OpExecutionContext, work: dict[str, Any], mixsync: MixsyncResource
+) -> dict[str, Any]:
+    rt = mixsync.runtime(work["sync"])
+    counts = engine.reconcile(rt, work["work_id"])
+    if counts["deleted"]:
+        context.log.info(f"{work['work_id']}: reconcile deleted {counts['deleted']} object(s)")
+    return {**work, **counts}
+
+
 @op(ins={"work": In(dict)}, retry_policy=STEP_RETRY, description="Checkpoint and report metrics")
 def checkpoint(
     context: OpExecutionContext, work: dict[str, Any], mixsync: MixsyncResource
@@ -102,6 +118,7 @@ def checkpoint(
             "run_files_excluded": MetadataValue.int(item_counts.get("excluded", 0)),
             "run_files_failed": MetadataValue.int(item_counts.get("failed", 0)),
             "run_bytes_synced": MetadataValue.int(int(work.get("bytes", 0))),
+            "run_objects_deleted": MetadataValue.int(int(work.get("deleted", 0))),
         },
     )
     yield Output(None)
@@ -140,7 +157,7 @@ def count_failure(context: HookContext) -> None:
 
 @graph
 def sync_graph() -> None:
-    checkpoint(submit_batches(create_objects(filter_files())))
+    checkpoint(reconcile(submit_batches(create_objects(filter_files()))))
 
 
 def build_sync_job(sync: SyncConfig) -> JobDefinition:

@@ -33,6 +33,7 @@ class PassCursor:
     chunk: int = 0
     scope: str = ""
     """What the position indexes (source_path + pushed-down prefix); a change restarts the pass."""
+    reconciled: bool = False
 
     @property
     def pass_id(self) -> str:
@@ -78,11 +79,12 @@ def tick(rt: SyncRuntime, cur: PassCursor, *, in_flight: str | None) -> TickOutc
     if not cur.finished and cur.scope != scope:
         # source_path or include patterns changed mid-pass: the position means nothing now.
         cur = replace(cur, finished=True, listing_done=True, started=None)
+    closing = ""
     if cur.listing_done and not cur.finished and cur.started:
-        new_status = engine.finish_pass(rt, cur.pass_id, datetime.fromisoformat(cur.started))
-        cur = replace(cur, finished=True)
-        if new_status == "COMPLETED":
-            return TickOutcome(cur, None, "initial pass complete: sync COMPLETED")
+        closed = close_pass(rt, cur)
+        if closed.work_id is not None or closed.message.endswith("COMPLETED"):
+            return closed
+        cur, closing = closed.cursor, closed.message + "; "
     if cur.finished:
         triggered = rt.store.take_trigger(rt.name)
         due = cur.started is None or now >= datetime.fromisoformat(cur.started) + timedelta(
@@ -94,7 +96,9 @@ def tick(rt: SyncRuntime, cur: PassCursor, *, in_flight: str | None) -> TickOutc
             nxt = datetime.fromisoformat(cur.started or now.isoformat()) + timedelta(
                 seconds=rt.sync.polling_interval_seconds
             )
-            return TickOutcome(cur, None, f"next pass at {nxt.isoformat(timespec='seconds')}")
+            return TickOutcome(
+                cur, None, f"{closing}next pass at {nxt.isoformat(timespec='seconds')}"
+            )
         cur = replace(
             cur,
             pass_no=cur.pass_no + 1,
@@ -104,6 +108,7 @@ def tick(rt: SyncRuntime, cur: PassCursor, *, in_flight: str | None) -> TickOutc
             finished=False,
             chunk=0,
             scope=scope,
+            reconciled=False,
         )
         rt.store.set_sync(
             None,
@@ -123,7 +128,30 @@ def tick(rt: SyncRuntime, cur: PassCursor, *, in_flight: str | None) -> TickOutc
         return TickOutcome(after, work_id, msg)
     cur = replace(cur, pos=plan.next_position, listing_done=plan.listing_done)
     if plan.listing_done:
-        new_status = engine.finish_pass(rt, cur.pass_id, datetime.fromisoformat(cur.started or ""))
-        cur = replace(cur, finished=True)
-        return TickOutcome(cur, None, f"pass {cur.pass_id} done: {listed}; status {new_status}")
+        closed = close_pass(rt, cur)
+        return replace(closed, message=f"{listed}; {closed.message}")
     return TickOutcome(cur, None, f"pass {cur.pass_id}: {listed}, nothing to sync yet; continuing")
+
+
+def close_pass(rt: SyncRuntime, cur: PassCursor) -> TickOutcome:
+    """Every chunk of the pass has run: reconcile if asked (one more run), then finish it."""
+    note = ""
+    if rt.sync.reconcile_on_sync and not cur.reconciled:
+        cur = replace(cur, reconciled=True)
+        if rt.store.pending_work(rt.name, cur.pass_id):
+            note = "reconcile skipped: a run of this pass failed, so nothing is deleted; "
+        else:
+            items = engine.plan_reconcile(rt, cur.pass_id)
+            if items:
+                work_id = work_id_for(rt.name, cur)
+                rt.store.save_work(work_id, rt.name, cur.pass_id, cur.chunk, True, items)
+                cur = replace(cur, chunk=cur.chunk + 1)
+                msg = f"pass {cur.pass_id}: reconcile {len(items)} object(s) in {work_id}"
+                return TickOutcome(cur, work_id, msg)
+            note = "reconcile: nothing to delete; "
+    started = datetime.fromisoformat(cur.started) if cur.started else utcnow()
+    status = engine.finish_pass(rt, cur.pass_id, started)
+    cur = replace(cur, finished=True)
+    if status == "COMPLETED":
+        return TickOutcome(cur, None, f"{note}initial pass complete: sync COMPLETED")
+    return TickOutcome(cur, None, f"{note}pass {cur.pass_id} done; status {status}")

@@ -1,0 +1,152 @@
+"""reconcile_on_sync: after a complete pass, objects of gone or no-longer-matching files go."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from mixsync_dagster import state as tables
+from mixsync_dagster.state import StateStore
+from tests.harness import Driver, objects, write_config
+
+
+def files(root, names):
+    for n in names:
+        p = root / n
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(n)
+
+
+def keys(url):
+    return sorted(o["source_key"] for o in objects(url))
+
+
+def tracked(url, key):
+    with StateStore(url).engine.connect() as c:
+        return c.execute(select(tables.tracked).where(tables.tracked.c.source_key == key)).first()
+
+
+def make(tmp_path, src, url, instance, **sync):
+    cfg = write_config(
+        tmp_path / "syncs.yaml",
+        root=src,
+        state_url=url,
+        syncs=[{"name": "s1", "reconcile_on_sync": True, "max_deletes_per_pass": "50%", **sync}],
+    )
+    return cfg, Driver(cfg, instance)
+
+
+def test_deleted_file_deletes_its_object(tmp_path, src, state_url, instance):
+    files(src, ["a.txt", "b.txt", "c.txt", "d.txt"])
+    _, d = make(tmp_path, src, state_url, instance)
+    d.run_pass("s1")
+    assert keys(state_url) == ["a.txt", "b.txt", "c.txt", "d.txt"]
+    (src / "b.txt").unlink()
+    assert d.run_pass("s1") == 1  # one reconcile run, nothing new to sync
+    assert keys(state_url) == ["a.txt", "c.txt", "d.txt"]
+    assert tracked(state_url, "b.txt") is None
+    run = d.runs[-1]
+    mats = run.asset_materializations_for_node("checkpoint")
+    assert mats[0].metadata["run_objects_deleted"].value == 1
+
+
+def test_filter_drift_deletes_objects_that_no_longer_match(tmp_path, src, state_url, instance):
+    files(src, ["a.mp4", "b.mp4", "c.txt", "d.mp4"])
+    cfg, d = make(tmp_path, src, state_url, instance)
+    d.run_pass("s1")
+    assert len(objects(state_url)) == 4
+    write_config(
+        cfg,
+        root=src,
+        state_url=state_url,
+        syncs=[
+            {
+                "name": "s1",
+                "reconcile_on_sync": True,
+                "max_deletes_per_pass": "50%",
+                "file_filters": {"extensions": [".mp4"]},
+            }
+        ],
+    )
+    d.reload()
+    d.run_pass("s1")
+    assert keys(state_url) == ["a.mp4", "b.mp4", "d.mp4"]
+    row = tracked(state_url, "c.txt")
+    assert row.status == "excluded" and row.object_id is None  # still known, no object
+
+
+def test_incomplete_pass_deletes_nothing(tmp_path, src, state_url, instance):
+    files(src, ["a.txt", "b.txt", "c.txt"])
+    _, d = make(tmp_path, src, state_url, instance)
+    d.run_pass("s1")
+    (src / "a.txt").unlink()
+    files(src, ["new.txt"])
+    cur = d.cursor("s1")
+    d.cursors["s1"] = cur.dump().replace(cur.started or "", "2000-01-01T00:00:00+00:00")
+    reqs, _ = d.tick("s1")
+    assert len(reqs) == 1  # the run for new.txt is lost (never executed)
+    reqs, skip = d.tick("s1")
+    assert reqs == [] and "reconcile skipped" in (skip or "") and "nothing is deleted" in skip
+    assert keys(state_url) == ["a.txt", "b.txt", "c.txt"]
+
+
+def test_listing_error_deletes_nothing(tmp_path, state_url, instance):
+    src = tmp_path / "src"
+    files(src / "in", ["a.txt", "b.txt"])
+    _, d = make(tmp_path, src, state_url, instance, source_path="in")
+    d.run_pass("s1")
+    (src / "in" / "a.txt").rename(tmp_path / "a.txt")
+    (src / "in").rename(tmp_path / "in-moved")  # the whole source is unreachable
+    cur = d.cursor("s1")
+    d.cursors["s1"] = cur.dump().replace(cur.started or "", "2000-01-01T00:00:00+00:00")
+    for _ in range(2):
+        try:
+            d.tick("s1")
+        except Exception as e:  # the tick fails; the cursor does not move
+            assert "does not exist" in str(e)
+    assert keys(state_url) == ["in/a.txt", "in/b.txt"]
+
+
+def test_deletion_cap_fails_loudly_and_deletes_nothing(tmp_path, src, state_url, instance):
+    files(src, [f"f{i}.txt" for i in range(10)])
+    _, d = make(tmp_path, src, state_url, instance, max_deletes_per_pass="10%")
+    d.run_pass("s1")
+    for i in range(5):
+        (src / f"f{i}.txt").unlink()
+    cur = d.cursor("s1")
+    d.cursors["s1"] = cur.dump().replace(cur.started or "", "2000-01-01T00:00:00+00:00")
+    failed = None
+    for _ in range(5):
+        reqs, _ = d.tick("s1")
+        for r in reqs:
+            result = d.execute("s1", r, raise_on_error=False)
+            if not result.success:
+                failed = result
+        if failed:
+            break
+    assert failed is not None
+    assert len(objects(state_url)) == 10  # nothing deleted
+    err = StateStore(state_url).get_sync("s1")["last_error"]
+    assert "reconcile would delete 5 of 10" in err and "max_deletes_per_pass" in err
+    # An absolute cap that allows it: the next pass deletes them.
+    _, d2 = make(tmp_path, src, state_url, instance, max_deletes_per_pass=5)
+    d2.cursors = dict(d.cursors)
+    cur = d2.cursor("s1")
+    d2.cursors["s1"] = cur.dump().replace(cur.started or "", "2000-01-01T00:00:00+00:00")
+    d2.run_pass("s1")
+    assert keys(state_url) == [f"f{i}.txt" for i in range(5, 10)]
+
+
+def test_cli_sync_reconciles_too(tmp_path, src, state_url, instance, monkeypatch):
+    from click.testing import CliRunner
+
+    from mixsync_dagster.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    files(src, ["a.txt", "b.txt"])
+    cfg, _ = make(tmp_path, src, state_url, instance)
+    runner = CliRunner()
+    assert runner.invoke(main, ["-c", str(cfg), "sync", "s1"]).exit_code == 0
+    (src / "a.txt").unlink()
+    out = runner.invoke(main, ["-c", str(cfg), "sync", "s1"])
+    assert out.exit_code == 0 and "deleted 1" in out.output
+    assert keys(state_url) == ["b.txt"]
