@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -208,6 +209,50 @@ def trigger(obj: Ctx, name: str) -> None:
         values["status"] = "ACTIVE"  # one more pass of an initial_only sync, then COMPLETED again
     _set_status(cfg, name, **values)
     click.echo(f"{name}: pass requested; the sensor starts it at its next tick (≤ 30 s)")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Also release a run whose worker looks alive.")
+@click.pass_obj
+@_handle_errors
+def unlock(obj: Ctx, name: str, force: bool) -> None:
+    """Release a sync whose lock is held by a run that is no longer alive."""
+    import signal
+
+    from mixsync_dagster.unlock import holders, release
+
+    cfg = obj.cfg
+    cfg.sync(name)
+    with dagster_instance(cfg) as instance:
+        found = holders(instance, name)
+        if not found:
+            click.echo(f"{name}: not locked (no run holds it)")
+            return
+        refused = False
+        for h in found:
+            rid = h.run.run_id
+            if h.alive is False:
+                release(instance, h, f"worker {h.worker} is gone")
+                click.echo(f"{name}: released run {rid} (worker {h.worker} is gone)")
+            elif force:
+                if h.alive and h.worker:
+                    # Stop the live worker first so it cannot write after we release its slot.
+                    pid = int(h.worker.rsplit(":", 2)[1])
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGTERM)
+                release(instance, h, "forced by an operator")
+                click.echo(f"{name}: released run {rid} (--force; worker {h.worker or 'unknown'})")
+            else:
+                refused = True
+                why = "is alive" if h.alive else "cannot be checked from this host"
+                click.echo(
+                    f"{name}: run {rid} holds the lock and its worker {h.worker or '?'} {why}; "
+                    "not released (use --force if you are sure it is stuck)",
+                    err=True,
+                )
+        if refused:
+            sys.exit(EXIT_FAILED)
 
 
 @main.group()
@@ -437,9 +482,10 @@ def sync(obj: Ctx, name: str) -> None:
 
     from mixsync_dagster import engine
     from mixsync_dagster.definitions import build_definitions
-    from mixsync_dagster.jobs import PASS_TAG, SYNC_TAG, run_config_for
+    from mixsync_dagster.jobs import PASS_TAG, SYNC_TAG, WORKER_TAG, run_config_for
     from mixsync_dagster.records import utcnow
     from mixsync_dagster.sensors import IN_FLIGHT_STATUSES
+    from mixsync_dagster.workers import worker_id
 
     cfg = obj.cfg
     rt = engine.open_runtime(cfg, name)
@@ -449,6 +495,12 @@ def sync(obj: Ctx, name: str) -> None:
     defs = build_definitions(obj.path)
     job = defs.get_job_def(f"mixsync_{name}_job")
     with dagster_instance(cfg) as instance:
+        from mixsync_dagster.unlock import holders, release
+
+        for h in holders(instance, name):
+            if h.alive is False:
+                release(instance, h, f"worker {h.worker} is gone (stale-run sweep)")
+                click.echo(f"{name}: released stale run {h.run.run_id} (worker {h.worker} gone)")
         busy = instance.get_run_records(
             filters=RunsFilter(tags={SYNC_TAG: name}, statuses=IN_FLIGHT_STATUSES), limit=1
         )
@@ -470,7 +522,9 @@ def sync(obj: Ctx, name: str) -> None:
                 run_config=run_config_for(name, work_id)
                 | {"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
                 instance=instance,
-                tags={SYNC_TAG: name, PASS_TAG: pass_id},
+                # This process is the run's worker: say so from the start, so a kill at any
+                # moment leaves a run that unlock and the stale-run sweep can judge.
+                tags={SYNC_TAG: name, PASS_TAG: pass_id, WORKER_TAG: worker_id()},
                 raise_on_error=False,
             )
             runs += 1

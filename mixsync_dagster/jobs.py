@@ -30,9 +30,12 @@ from dagster import (
 from mixsync_dagster import engine
 from mixsync_dagster.config import SyncConfig
 from mixsync_dagster.resources import MixsyncResource
+from mixsync_dagster.workers import worker_id
 
 SYNC_TAG = "mixsync/sync"
 PASS_TAG = "mixsync/pass"
+WORKER_TAG = "mixsync/worker"
+"""host:pid:start of the process executing the run; how unlock tells a dead run from a live one."""
 MAX_RUNTIME_SECONDS = 6 * 3600
 STEP_RETRY = RetryPolicy(
     max_retries=2, delay=1.0, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
@@ -54,6 +57,7 @@ class WorkConfig(Config):
 def filter_files(
     context: OpExecutionContext, config: WorkConfig, mixsync: MixsyncResource
 ) -> dict[str, Any]:
+    context.instance.add_run_tags(context.run_id, {WORKER_TAG: worker_id()})
     rt = mixsync.runtime(config.sync)
     counts = engine.filter_work(rt, config.work_id)
     context.log.info(

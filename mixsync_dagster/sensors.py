@@ -22,6 +22,7 @@ from mixsync_dagster.errors import ProviderError
 from mixsync_dagster.jobs import PASS_TAG, SYNC_TAG, run_config_for
 from mixsync_dagster.passes import PassCursor, tick
 from mixsync_dagster.resources import MixsyncResource
+from mixsync_dagster.unlock import holders, release
 
 MAX_TICK_INTERVAL_SECONDS = 30
 """Ticks at least this often so `mixsync trigger` and paused/resumed syncs react within 30 s;
@@ -61,6 +62,12 @@ def build_sync_sensor(sync: SyncConfig, job: JobDefinition) -> SensorDefinition:
     def _sync_sensor(context: SensorEvaluationContext, mixsync: MixsyncResource) -> SensorResult:
         rt = mixsync.runtime(name)
         cur = PassCursor.load(context.cursor)
+        # Stale-run sweep: a run whose worker process is gone (same host) holds the lock for
+        # nothing; release it so the queue moves on and this pass resumes from the checkpoint.
+        for h in holders(context.instance, name):
+            if h.alive is False:
+                release(context.instance, h, f"worker {h.worker} is gone (stale-run sweep)")
+                context.log.warning(f"released run {h.run.run_id}: worker {h.worker} is gone")
         try:
             out = tick(rt, cur, in_flight=in_flight_run(context, name))
         except ProviderError as e:

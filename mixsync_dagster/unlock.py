@@ -1,0 +1,46 @@
+"""Force unlock: release a sync whose Dagster run holds the lock but whose worker is gone.
+
+The lock is Dagster's run queue (one run per `mixsync/sync` tag value). When the host running
+Dagster dies mid-run, that run stays STARTED and blocks the queue forever. Releasing it means
+marking it failed (or canceled) through Dagster; the queue then moves on and the next tick
+resumes from the checkpoint.
+"""
+
+from dataclasses import dataclass
+
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+
+from mixsync_dagster.jobs import SYNC_TAG, WORKER_TAG
+from mixsync_dagster.workers import is_alive
+
+HOLDING = [
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+"""Statuses of a run that holds (or is about to hold) the sync's slot; QUEUED ones wait."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    run: DagsterRun
+    worker: str | None
+    alive: bool | None
+    """True / False when known; None when the worker ran on another host or never started."""
+
+
+def holders(instance: DagsterInstance, sync: str) -> list[Holder]:
+    """The runs of a sync that hold its slot, with what is known of their workers."""
+    records = instance.get_run_records(filters=RunsFilter(tags={SYNC_TAG: sync}, statuses=HOLDING))
+    out = []
+    for rec in records:
+        run = rec.dagster_run
+        worker = run.tags.get(WORKER_TAG)
+        out.append(Holder(run, worker, is_alive(worker) if worker else None))
+    return out
+
+
+def release(instance: DagsterInstance, holder: Holder, reason: str) -> None:
+    """Mark the run failed through Dagster, so the queue admits the sync's next run."""
+    instance.report_run_failed(holder.run, f"mixsync unlock: {reason}")
