@@ -220,20 +220,32 @@ def unlock(obj: Ctx, name: str, force: bool) -> None:
     """Release a sync whose lock is held by a run that is no longer alive."""
     import signal
 
+    from mixsync_dagster.state import StateStore
     from mixsync_dagster.unlock import holders, release
 
     cfg = obj.cfg
     cfg.sync(name)
+    store = StateStore(cfg.state_url())
     with dagster_instance(cfg) as instance:
         found = holders(instance, name)
         if not found:
-            click.echo(f"{name}: not locked (no run holds it)")
+            lease = store.lease_holder(name)
+            if lease and force:
+                store.release_lease(name)
+                click.echo(f"{name}: lease of run {lease} dropped (--force)")
+            elif lease:
+                _fail(
+                    f"{name}: no run of this deployment holds it, but run {lease} holds the "
+                    "lease in the shared state store (another deployment?); use --force"
+                )
+            else:
+                click.echo(f"{name}: not locked (no run holds it)")
             return
         refused = False
         for h in found:
             rid = h.run.run_id
             if h.alive is False:
-                release(instance, h, f"worker {h.worker} is gone")
+                release(instance, h, f"worker {h.worker} is gone", store)
                 click.echo(f"{name}: released run {rid} (worker {h.worker} is gone)")
             elif force:
                 if h.alive and h.worker:
@@ -241,7 +253,7 @@ def unlock(obj: Ctx, name: str, force: bool) -> None:
                     pid = int(h.worker.rsplit(":", 2)[1])
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGTERM)
-                release(instance, h, "forced by an operator")
+                release(instance, h, "forced by an operator", store)
                 click.echo(f"{name}: released run {rid} (--force; worker {h.worker or 'unknown'})")
             else:
                 refused = True
@@ -499,13 +511,16 @@ def sync(obj: Ctx, name: str) -> None:
 
         for h in holders(instance, name):
             if h.alive is False:
-                release(instance, h, f"worker {h.worker} is gone (stale-run sweep)")
+                release(instance, h, f"worker {h.worker} is gone (stale-run sweep)", rt.store)
                 click.echo(f"{name}: released stale run {h.run.run_id} (worker {h.worker} gone)")
         busy = instance.get_run_records(
             filters=RunsFilter(tags={SYNC_TAG: name}, statuses=IN_FLIGHT_STATUSES), limit=1
         )
         if busy:
             _fail(f"{name}: run {busy[0].dagster_run.run_id} is in flight; try again when it ends")
+        lease = rt.store.lease_holder(name)
+        if lease:
+            _fail(f"{name}: run {lease} holds the sync's lease (another process); try again later")
         pass_id = "cli" + secrets.token_hex(4)
         started_at = utcnow()
         t0 = time.monotonic()

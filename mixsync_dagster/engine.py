@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 
 from mixsync_dagster import state as st
 from mixsync_dagster.config import MixsyncConfig, SyncConfig
-from mixsync_dagster.errors import MixsyncError, PermanentFileError
+from mixsync_dagster.errors import MixsyncError, PermanentFileError, SyncBusy
 from mixsync_dagster.filters import (
     Verdict,
     compile_filters,
@@ -193,6 +193,22 @@ def _update_tracked(c: Any, sync: str, rows: Sequence[dict[str, Any]]) -> None:
     c.execute(stmt, [{"b_key": r["b_key"], **{"v_" + k: r[k] for k in cols}} for r in rows])
 
 
+LEASE_TTL_SECONDS = 600
+"""A run renews its sync's lease at every step and commit; a dead run's lease lapses after this."""
+
+
+def hold_lease(rt: SyncRuntime, holder: str) -> None:
+    """Take or renew the sync's lease for `holder` (a run id), or raise SyncBusy.
+
+    Dagster's run queue already keeps one run per sync inside one deployment. This lease covers
+    what it cannot: `mixsync sync` executing in process, and two deployments that share one
+    state store. Like Mixpeek's sync lock it expires, so a crashed holder cannot keep it.
+    """
+    got = rt.store.acquire_lease(rt.name, holder, LEASE_TTL_SECONDS)
+    if got != holder:
+        raise SyncBusy(f"sync '{rt.name}' is being synced by run {got}; this run stops here")
+
+
 def listing_prefix(sync: SyncConfig) -> str:
     """The include patterns' common folder, pushed down so the provider lists only that."""
     f = sync.file_filters
@@ -231,10 +247,31 @@ def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
             "was the state store reset or pointed elsewhere?"
         ) from None
     rows = rt.store.work_items(work_id, status="pending")
+    item_rows: list[dict[str, Any]] = []
+    # A work list can be stale: another run (a second process, an earlier attempt) may have
+    # synced some of its files since it was planned. Those are done; do not send them again.
+    if rt.sync.skip_duplicates and rows:
+        with rt.store.tx() as c:
+            known = rt.store.lookup(c, rt.name, [r.source_key for r in rows])
+        fresh = []
+        for r in rows:
+            prior = known.get(r.source_key)
+            item = FileItem.from_json(r.item)
+            if (
+                prior is not None
+                and prior.status == "synced"
+                and prior.fingerprint == item.fingerprint
+                and prior.filter_hash == fhash
+            ):
+                item_rows.append(
+                    {"idx": r.idx, "status": "done", "reason": "already synced", "item": r.item}
+                )
+            else:
+                fresh.append(r)
+        rows = fresh
     originals = [FileItem.from_json(r.item) for r in rows]
     verdicts = evaluate(rt, originals)
     now = utcnow()
-    item_rows: list[dict[str, Any]] = []
     excluded_rows = []
     with rt.store.tx() as c:
         for row, before, (item, verdict) in zip(rows, originals, verdicts, strict=True):
@@ -259,7 +296,8 @@ def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
             )
         rt.store.set_items_each(c, work_id, item_rows)
         _update_tracked(c, rt.name, excluded_rows)
-    return {"accepted": len(item_rows) - len(excluded_rows), "excluded": len(excluded_rows)}
+    accepted = sum(1 for r in item_rows if r["status"] == "accepted")
+    return {"accepted": accepted, "excluded": len(excluded_rows)}
 
 
 def _chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
@@ -267,7 +305,9 @@ def _chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
         yield seq[i : i + n]
 
 
-def create_objects(rt: SyncRuntime, work_id: str) -> dict[str, int]:
+def create_objects(
+    rt: SyncRuntime, work_id: str, heartbeat: Callable[[], None] | None = None
+) -> dict[str, int]:
     """Register accepted files as objects, `batch_size` at a time, committing after each group.
 
     A file with an object already (changed, resent, re-checked) updates that object. A new file
@@ -280,6 +320,8 @@ def create_objects(rt: SyncRuntime, work_id: str) -> dict[str, int]:
     rows = rt.store.work_items(work_id, status=("accepted", "creating"))
     counts = {"synced": 0, "failed": 0, "vanished": 0, "bytes": 0}
     for group in _chunks(rows, rt.sync.batch_size):
+        if heartbeat is not None:
+            heartbeat()
         items = {r.idx: FileItem.from_json(r.item) for r in group}
         with rt.store.tx() as c:
             known = rt.store.lookup(c, rt.name, [i.key for i in items.values()])

@@ -55,5 +55,9 @@ class PermanentFileError(MixsyncError):
     """This one file cannot be synced as it is (goes to the failure path, not a crash)."""
 
 
+class SyncBusy(MixsyncError):
+    """Another run holds the sync's lease: this run stops without touching anything."""
+
+
 class SyncNotFound(MixsyncError):
     """A command named a sync, bucket or connection that the config does not declare."""

@@ -29,6 +29,7 @@ from dagster import (
 
 from mixsync_dagster import engine
 from mixsync_dagster.config import SyncConfig
+from mixsync_dagster.errors import SyncBusy
 from mixsync_dagster.resources import MixsyncResource
 from mixsync_dagster.workers import worker_id
 
@@ -59,6 +60,7 @@ def filter_files(
 ) -> dict[str, Any]:
     context.instance.add_run_tags(context.run_id, {WORKER_TAG: worker_id()})
     rt = mixsync.runtime(config.sync)
+    engine.hold_lease(rt, context.run_id)
     counts = engine.filter_work(rt, config.work_id)
     context.log.info(
         f"{config.work_id}: {counts['accepted']} accepted, {counts['excluded']} excluded"
@@ -71,7 +73,9 @@ def create_objects(
     context: OpExecutionContext, work: dict[str, Any], mixsync: MixsyncResource
 ) -> dict[str, Any]:
     rt = mixsync.runtime(work["sync"])
-    counts = engine.create_objects(rt, work["work_id"])
+    counts = engine.create_objects(
+        rt, work["work_id"], heartbeat=lambda: engine.hold_lease(rt, context.run_id)
+    )
     context.log.info(
         f"{work['work_id']}: {counts['synced']} synced, {counts['failed']} failed, "
         f"{counts['vanished']} vanished before they were read"
@@ -84,6 +88,7 @@ def submit_batches(
     context: OpExecutionContext, work: dict[str, Any], mixsync: MixsyncResource
 ) -> dict[str, Any]:
     rt = mixsync.runtime(work["sync"])
+    engine.hold_lease(rt, context.run_id)
     counts = engine.submit_batches(rt, work["work_id"])
     context.log.info(f"{work['work_id']}: {counts['submitted']} batch(es) submitted")
     return {**work, **counts}
@@ -99,6 +104,7 @@ def reconcile(
     context: OpExecutionContext, work: dict[str, Any], mixsync: MixsyncResource
 ) -> dict[str, Any]:
     rt = mixsync.runtime(work["sync"])
+    engine.hold_lease(rt, context.run_id)
     counts = engine.reconcile(rt, work["work_id"])
     if counts["deleted"]:
         context.log.info(f"{work['work_id']}: reconcile deleted {counts['deleted']} object(s)")
@@ -110,7 +116,9 @@ def checkpoint(
     context: OpExecutionContext, work: dict[str, Any], mixsync: MixsyncResource
 ) -> Iterator[AssetMaterialization | Output[None]]:
     rt = mixsync.runtime(work["sync"])
+    engine.hold_lease(rt, context.run_id)
     item_counts = engine.checkpoint(rt, work["work_id"])
+    rt.store.release_lease(rt.name, context.run_id)
     row = rt.store.get_sync(rt.name)
     yield AssetMaterialization(
         asset_key=asset_key_for(rt.name),
@@ -150,6 +158,9 @@ def count_failure(context: HookContext) -> None:
     err = context.op_exception
     message = f"{context.op.name}: {type(err).__name__}: {err}" if err else context.op.name
     rt = context.resources.mixsync.runtime(sync)
+    rt.store.release_lease(sync, context.run_id)
+    if isinstance(err, SyncBusy):
+        return  # another run is syncing; this one did nothing, which is not a failure
     engine.record_failure(
         rt.store,
         sync,

@@ -66,7 +66,7 @@ def build_sync_sensor(sync: SyncConfig, job: JobDefinition) -> SensorDefinition:
         # nothing; release it so the queue moves on and this pass resumes from the checkpoint.
         for h in holders(context.instance, name):
             if h.alive is False:
-                release(context.instance, h, f"worker {h.worker} is gone (stale-run sweep)")
+                release(context.instance, h, f"worker {h.worker} is gone (stale sweep)", rt.store)
                 context.log.warning(f"released run {h.run.run_id}: worker {h.worker} is gone")
         try:
             out = tick(rt, cur, in_flight=in_flight_run(context, name))

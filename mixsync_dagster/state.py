@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -29,9 +29,11 @@ from sqlalchemy import (
     and_,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -116,6 +118,15 @@ work_items = Table(
     Column("fields", JSON),
 )
 
+leases = Table(
+    "mixsync_leases",
+    metadata,
+    Column("sync", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),  # run id @ worker
+    Column("acquired_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
 failures = Table(
     "mixsync_failures",
     metadata,
@@ -181,14 +192,40 @@ def _make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
+SCHEMA_LOCK_ID = 0x6D697873  # "mixs": serializes first-use DDL across processes on PostgreSQL
+
+
 def ensure_schema(eng: Engine) -> None:
-    """Create missing tables and record the schema version (idempotent, safe to race)."""
+    """Create missing tables, add missing columns, record the version. Safe to race.
+
+    On PostgreSQL the DDL runs under a transaction-scoped advisory lock, so two processes
+    starting together do not both create the same table; on SQLite the loser of a race
+    retries once (its transaction then sees the winner's tables).
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(2):
+        try:
+            _ensure_schema_once(eng)
+            return
+        except (IntegrityError, OperationalError, ProgrammingError):
+            if attempt:
+                raise
+
+
+def _ensure_schema_once(eng: Engine) -> None:
+    from sqlalchemy import inspect
+
     from mixsync_dagster.targets.local import local_metadata
 
-    metadata.create_all(eng, checkfirst=True)
-    local_metadata.create_all(eng, checkfirst=True)
-    _add_missing_columns(eng, [*metadata.sorted_tables, *local_metadata.sorted_tables])
     with eng.begin() as c:
+        if c.dialect.name == "postgresql":
+            c.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_ID})")
+        metadata.create_all(c, checkfirst=True)
+        local_metadata.create_all(c, checkfirst=True)
+        insp = inspect(c)
+        for table in [*metadata.sorted_tables, *local_metadata.sorted_tables]:
+            _add_missing_columns(c, insp, table)
         row = c.execute(select(schema_info.c.version).where(schema_info.c.id == 1)).first()
         if row is None:
             c.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
@@ -202,23 +239,18 @@ def ensure_schema(eng: Engine) -> None:
             )
 
 
-def _add_missing_columns(eng: Engine, tables: Sequence[Table]) -> None:
+def _add_missing_columns(c: Connection, insp: Any, table: Table) -> None:
     """Additive migrations: a column added in a later version is added to an older database.
 
     Only nullable columns are ever added this way; anything else gets an explicit migration.
     """
-    from sqlalchemy import inspect
     from sqlalchemy.schema import CreateColumn
 
-    insp = inspect(eng)
-    for table in tables:
-        present = {c["name"] for c in insp.get_columns(table.name)}
-        for col in table.columns:
-            if col.name in present:
-                continue
-            ddl = CreateColumn(col).compile(dialect=eng.dialect)
-            with eng.begin() as c:
-                c.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+    present = {col["name"] for col in insp.get_columns(table.name)}
+    for col in table.columns:
+        if col.name not in present:
+            ddl = CreateColumn(col).compile(dialect=c.dialect)
+            c.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +403,49 @@ class StateStore:
                 .group_by(tracked.c.status)
             )
             return {r[0]: int(r[1]) for r in rows}
+
+    # ------------------------------------------------------------ run lease
+
+    def acquire_lease(self, sync: str, holder: str, ttl_seconds: int) -> str:
+        """Take (or renew) the sync's lease; returns the holder after the attempt.
+
+        One statement, atomic on both dialects: the row is taken over only when it is ours or
+        has expired. The caller holds the lease when the returned holder is its own.
+        """
+        now = utcnow()
+        until = now + timedelta(seconds=ttl_seconds)
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+        stmt = dialect_insert(leases).values(
+            sync=sync, holder=holder, acquired_at=now, expires_at=until
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[leases.c.sync],
+            set_={"holder": holder, "expires_at": until},
+            where=or_(leases.c.holder == holder, leases.c.expires_at < now),
+        )
+        with self.tx() as c:
+            c.execute(stmt)
+            return str(c.execute(select(leases.c.holder).where(leases.c.sync == sync)).scalar_one())
+
+    def release_lease(self, sync: str, holder: str | None = None) -> bool:
+        """Drop the lease (only if `holder` holds it, when given)."""
+        cond = leases.c.sync == sync
+        if holder is not None:
+            cond = and_(cond, leases.c.holder == holder)
+        with self.tx() as c:
+            return bool(c.execute(delete(leases).where(cond)).rowcount)
+
+    def lease_holder(self, sync: str) -> str | None:
+        with self.tx() as c:
+            row = c.execute(
+                select(leases.c.holder, leases.c.expires_at).where(leases.c.sync == sync)
+            ).first()
+        if row is None or as_utc(row.expires_at) < utcnow():
+            return None
+        return str(row.holder)
 
     # ------------------------------------------------------------ dead-letter queue
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
 from mixsync_dagster.jobs import SYNC_TAG, WORKER_TAG
+from mixsync_dagster.state import StateStore
 from mixsync_dagster.workers import is_alive
 
 HOLDING = [
@@ -41,6 +42,11 @@ def holders(instance: DagsterInstance, sync: str) -> list[Holder]:
     return out
 
 
-def release(instance: DagsterInstance, holder: Holder, reason: str) -> None:
+def release(
+    instance: DagsterInstance, holder: Holder, reason: str, store: StateStore | None = None
+) -> None:
     """Mark the run failed through Dagster, so the queue admits the sync's next run."""
     instance.report_run_failed(holder.run, f"mixsync unlock: {reason}")
+    sync = holder.run.tags.get(SYNC_TAG)
+    if sync and store is not None:
+        store.release_lease(sync, holder.run.run_id)
