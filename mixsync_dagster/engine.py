@@ -7,233 +7,23 @@ retried or re-executed step carries on where the last attempt stopped.
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, delete, update
 
 from mixsync_dagster import state as st
-from mixsync_dagster.config import MixsyncConfig, SyncConfig
-from mixsync_dagster.errors import MixsyncError, PermanentFileError, SyncBusy
+from mixsync_dagster.errors import MixsyncError, PermanentFileError
 from mixsync_dagster.filters import (
-    Verdict,
-    compile_filters,
     filters_hash,
-    literal_prefix,
     mime_type_of,
 )
-from mixsync_dagster.mapping import compile_mapping, mapping_needs_metadata
-from mixsync_dagster.providers import Provider, get_provider
-from mixsync_dagster.records import FileItem, Skipped, utcnow
-from mixsync_dagster.state import StateStore, TrackedRow
-from mixsync_dagster.targets import BucketTarget, ObjectResult, ObjectSpec
-
-MAX_ATTEMPTS = 3
-"""A file that fails this many times is `failed` and no longer retried automatically."""
-TICK_LISTING_BUDGET_SECONDS = 20.0
-"""How long one sensor tick may list: well inside Dagster's 60 s evaluation limit."""
-PAGE_SIZE = 1_000
-
-
-@dataclass(frozen=True)
-class SyncRuntime:
-    """Everything a step needs for one sync: its config and the live store, provider, target."""
-
-    cfg: MixsyncConfig
-    sync: SyncConfig
-    store: StateStore
-    provider: Provider
-    target: BucketTarget
-
-    @property
-    def name(self) -> str:
-        return self.sync.name
-
-    def source_ref(self, key: str) -> str:
-        return f"{self.provider.name}:{self.sync.connection_id}:{key}"
-
-
-def open_runtime(cfg: MixsyncConfig, sync_name: str) -> SyncRuntime:
-    """Wire up the store, provider and target of one declared sync."""
-    from mixsync_dagster.targets import get_target
-
-    sync = cfg.sync(sync_name)
-    store = StateStore(cfg.state_url())
-    provider = get_provider(cfg, sync.connection_id)
-    target = get_target(cfg, sync.bucket, store.engine)
-    return SyncRuntime(cfg, sync, store, provider, target)
-
-
-# ---------------------------------------------------------------- planning (sensor side)
-
-
-@dataclass
-class ChunkPlan:
-    items: list[dict[str, Any]] = field(default_factory=list)
-    next_position: str | None = None
-    listing_done: bool = False
-    listed: int = 0
-    new: int = 0
-    changed: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
-
-
-def retry_delay(attempts: int, base_seconds: int) -> timedelta:
-    """Dead-letter backoff before the next automatic attempt: base after the first failure,
-    4 x base after the second (the third failure is final)."""
-    return timedelta(seconds=base_seconds * 4 ** max(attempts - 1, 0))
-
-
-def classify(
-    row: TrackedRow | None,
-    item: FileItem,
-    fhash: str,
-    skip_duplicates: bool,
-    now: datetime | None = None,
-) -> str | None:
-    """What a listed file needs: new, changed, resend, retry, recheck, or nothing (None)."""
-    if row is None:
-        return "new"
-    if not skip_duplicates:
-        return "resend"
-    if row.fingerprint != item.fingerprint:
-        return "changed"
-    if row.status == "pending":
-        return "retry"
-    if row.status == "retry" and row.attempts < MAX_ATTEMPTS:
-        due = row.next_attempt_at is None or now is None or now >= row.next_attempt_at
-        return "retry" if due else None
-    if row.status in ("synced", "excluded") and row.filter_hash != fhash:
-        return "recheck"
-    return None
-
-
-def plan_chunk(
-    rt: SyncRuntime,
-    pass_id: str,
-    position: str | None,
-    *,
-    max_items: int | None = None,
-    budget_seconds: float = TICK_LISTING_BUDGET_SECONDS,
-) -> ChunkPlan:
-    """List from `position` until the listing ends, `max_items` need work, or time runs out.
-
-    Records newly discovered keys and marks every listed key as seen in this pass; returns the
-    work items (not yet stored) and the position to resume from.
-    """
-    fhash = filters_hash(rt.sync.file_filters)
-    max_items = max_items or rt.sync.max_objects_per_run
-    plan = ChunkPlan(next_position=position)
-    started = time.monotonic()
-    now = utcnow()
-    for page in rt.provider.list_pages(
-        rt.sync.source_path, position, min(PAGE_SIZE, max_items), listing_prefix(rt.sync)
-    ):
-        keys = [i.key for i in page.items]
-        plan.listed += len(page.items)
-        plan.skipped.extend(page.skipped)
-        with rt.store.tx() as c:
-            known = rt.store.lookup(c, rt.name, keys)
-            discovered = []
-            for item in page.items:
-                action = classify(known.get(item.key), item, fhash, rt.sync.skip_duplicates, now)
-                if action is None:
-                    continue
-                if action == "new":
-                    plan.new += 1
-                    discovered.append(
-                        {
-                            "sync": rt.name,
-                            "source_key": item.key,
-                            "fingerprint": item.fingerprint,
-                            "status": "pending",
-                            "attempts": 0,
-                            "size_bytes": item.size,
-                            "updated_at": now,
-                        }
-                    )
-                elif action == "changed":
-                    plan.changed += 1
-                plan.items.append(
-                    {
-                        "source_key": item.key,
-                        "item": item.to_json(),
-                        "action": action,
-                        "status": "pending",
-                    }
-                )
-            rt.store.discover(c, rt.name, discovered)
-            rt.store.mark_seen(c, rt.name, keys, pass_id)
-        plan.next_position = page.next_position
-        if page.next_position is None:
-            plan.listing_done = True
-            break
-        if len(plan.items) >= max_items or time.monotonic() - started > budget_seconds:
-            break
-    return plan
-
-
-# ---------------------------------------------------------------- run steps
-
-
-def _update_tracked(c: Any, sync: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Bulk-update tracking rows; each dict has b_key plus the columns to set."""
-    if not rows:
-        return
-    cols = [k for k in rows[0] if k != "b_key"]
-    stmt = (
-        update(st.tracked)
-        .where(and_(st.tracked.c.sync == sync, st.tracked.c.source_key == bindparam("b_key")))
-        .values({k: bindparam("v_" + k) for k in cols})
-    )
-    c.execute(stmt, [{"b_key": r["b_key"], **{"v_" + k: r[k] for k in cols}} for r in rows])
-
-
-LEASE_TTL_SECONDS = 600
-"""A run renews its sync's lease at every step and commit; a dead run's lease lapses after this."""
-
-
-def hold_lease(rt: SyncRuntime, holder: str) -> None:
-    """Take or renew the sync's lease for `holder` (a run id), or raise SyncBusy.
-
-    Dagster's run queue already keeps one run per sync inside one deployment. This lease covers
-    what it cannot: `mixsync sync` executing in process, and two deployments that share one
-    state store. Like Mixpeek's sync lock it expires, so a crashed holder cannot keep it.
-    """
-    got = rt.store.acquire_lease(rt.name, holder, LEASE_TTL_SECONDS)
-    if got != holder:
-        raise SyncBusy(f"sync '{rt.name}' is being synced by run {got}; this run stops here")
-
-
-def listing_prefix(sync: SyncConfig) -> str:
-    """The include patterns' common folder, pushed down so the provider lists only that."""
-    f = sync.file_filters
-    return literal_prefix(f.include_patterns, f.case_sensitive)
-
-
-ENRICH_CHUNK = 100
-
-
-def evaluate(rt: SyncRuntime, items: list[FileItem]) -> list[tuple[FileItem, Verdict]]:
-    """Filter files: cheap checks first; provider metadata is fetched only for the survivors.
-
-    Returns each file (enriched where metadata was fetched) with its verdict, in input order.
-    """
-    compiled = compile_filters(rt.sync.file_filters)
-    need_meta = compiled.needs_metadata or mapping_needs_metadata(rt.sync.schema_mapping)
-    out: list[tuple[FileItem, Verdict]] = [(item, compiled.cheap(item)) for item in items]
-    if not need_meta:
-        return out
-    survivors = [i for i, (_, v) in enumerate(out) if v.ok]
-    for group in _chunks(survivors, ENRICH_CHUNK):
-        enriched = rt.provider.enrich([out[i][0] for i in group])
-        for i, item in zip(group, enriched, strict=True):
-            out[i] = (item, compiled.metadata(item))
-    return out
+from mixsync_dagster.mapping import compile_mapping
+from mixsync_dagster.planning import MAX_ATTEMPTS, evaluate, retry_delay
+from mixsync_dagster.records import FileItem, utcnow
+from mixsync_dagster.runtime import SyncRuntime, chunks, update_tracked
+from mixsync_dagster.state import TrackedRow
+from mixsync_dagster.targets import ObjectResult, ObjectSpec
 
 
 def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
@@ -295,14 +85,9 @@ def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
                 }
             )
         rt.store.set_items_each(c, work_id, item_rows)
-        _update_tracked(c, rt.name, excluded_rows)
+        update_tracked(c, rt.name, excluded_rows)
     accepted = sum(1 for r in item_rows if r["status"] == "accepted")
     return {"accepted": accepted, "excluded": len(excluded_rows)}
-
-
-def _chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
 
 
 def create_objects(
@@ -319,7 +104,7 @@ def create_objects(
     fhash = filters_hash(rt.sync.file_filters)
     rows = rt.store.work_items(work_id, status=("accepted", "creating"))
     counts = {"synced": 0, "failed": 0, "vanished": 0, "bytes": 0}
-    for group in _chunks(rows, rt.sync.batch_size):
+    for group in chunks(rows, rt.sync.batch_size):
         if heartbeat is not None:
             heartbeat()
         items = {r.idx: FileItem.from_json(r.item) for r in group}
@@ -457,8 +242,8 @@ def _record_outcomes(
                 )
                 counts["failed"] += 1
         rt.store.set_items_each(c, work_id, item_rows)
-        _update_tracked(c, rt.name, synced_rows)
-        _update_tracked(c, rt.name, failed_rows)
+        update_tracked(c, rt.name, synced_rows)
+        update_tracked(c, rt.name, failed_rows)
         rt.store.add_metrics(
             c,
             rt.name,
@@ -478,7 +263,7 @@ def submit_batches(rt: SyncRuntime, work_id: str) -> dict[str, int]:
         return {"batches": 0, "submitted": 0}
     pending = [r for r in rt.store.work_items(work_id, status="synced") if r.batch_id is None]
     created = 0
-    for group in _chunks(pending, rt.sync.batch_size):
+    for group in chunks(pending, rt.sync.batch_size):
         ids = [r.object_id for r in group if r.object_id]
         bid = rt.target.create_batch(ids)
         with rt.store.tx() as c:
@@ -516,78 +301,6 @@ def submit_batches(rt: SyncRuntime, work_id: str) -> dict[str, int]:
     return {"batches": created, "submitted": submitted}
 
 
-def plan_reconcile(rt: SyncRuntime, pass_id: str) -> list[dict[str, Any]]:
-    """Objects whose file is gone (not seen in this complete pass) or no longer matches."""
-    t = st.tracked
-    q = select(t.c.source_key, t.c.object_id, t.c.status, t.c.last_seen_pass).where(
-        and_(
-            t.c.sync == rt.name,
-            t.c.object_id.is_not(None),
-            or_(
-                t.c.status == "excluded",
-                t.c.last_seen_pass.is_(None),
-                t.c.last_seen_pass != pass_id,
-            ),
-        )
-    )
-    with rt.store.engine.connect() as c:
-        rows = c.execute(q.order_by(t.c.source_key)).all()
-    return [
-        {
-            "source_key": r.source_key,
-            "item": json.dumps(
-                {
-                    "object_id": r.object_id,
-                    "reason": "gone" if r.last_seen_pass != pass_id else "no longer matches",
-                }
-            ),
-            "action": "delete",
-            "status": "to_delete",
-        }
-        for r in rows
-    ]
-
-
-def reconcile(rt: SyncRuntime, work_id: str) -> dict[str, int]:
-    """Delete the objects a reconcile work list names, unless that would exceed the cap.
-
-    The cap (`max_deletes_per_pass`) stops a wrong source_path or a wiped credential from
-    emptying a bucket: over it, nothing is deleted and the run fails loudly.
-    """
-    rows = rt.store.work_items(work_id, status="to_delete")
-    if not rows:
-        return {"deleted": 0}
-    t = st.tracked
-    with rt.store.engine.connect() as c:
-        total = c.execute(
-            select(func.count())
-            .select_from(t)
-            .where(and_(t.c.sync == rt.name, t.c.object_id.is_not(None)))
-        ).scalar_one()
-    cap = rt.sync.delete_cap(int(total))
-    if len(rows) > cap:
-        raise MixsyncError(
-            f"reconcile would delete {len(rows)} of {total} objects of sync '{rt.name}', over "
-            f"max_deletes_per_pass ({rt.sync.max_deletes_per_pass} = {cap}); nothing was "
-            "deleted. Check source_path and the connection's credentials; if the deletions "
-            "are intended, raise max_deletes_per_pass for one pass."
-        )
-    deleted = 0
-    for group in _chunks(rows, 100):
-        for r in group:
-            info = json.loads(r.item)
-            rt.target.delete_object(info["object_id"])
-            with rt.store.tx() as c:
-                rt.store.set_items(c, work_id, [r.idx], status="deleted", reason=info["reason"])
-                where = and_(t.c.sync == rt.name, t.c.source_key == r.source_key)
-                if info["reason"] == "gone":
-                    c.execute(delete(t).where(where))
-                else:
-                    c.execute(update(t).where(where).values(object_id=None, updated_at=utcnow()))
-            deleted += 1
-    return {"deleted": deleted}
-
-
 def checkpoint(rt: SyncRuntime, work_id: str) -> dict[str, Any]:
     """Close a work list: record success, reset the failure count, return the run's numbers."""
     counts = rt.store.item_counts(work_id)
@@ -606,59 +319,44 @@ def checkpoint(rt: SyncRuntime, work_id: str) -> dict[str, Any]:
     return counts
 
 
-def record_failure(
-    store: StateStore, sync: str, error: str, *, key: str, threshold: int | None = None
-) -> bool:
-    """A run (or a listing tick) of the sync failed: count it once per `key`, keep the error.
+# The sync core's public names, in one place for the Dagster layer, the CLI and tests.
+from mixsync_dagster.lifecycle import (  # noqa: E402
+    LEASE_TTL_SECONDS,
+    finish_pass,
+    hold_lease,
+    record_failure,
+)
+from mixsync_dagster.planning import (  # noqa: E402
+    PAGE_SIZE,
+    TICK_LISTING_BUDGET_SECONDS,
+    ChunkPlan,
+    classify,
+    listing_prefix,
+    plan_chunk,
+)
+from mixsync_dagster.reconcile import plan_reconcile, reconcile  # noqa: E402
+from mixsync_dagster.runtime import open_runtime  # noqa: E402
 
-    The failure hook and the run-failure sensor may both report one run; the key makes the
-    second report a no-op. At `threshold` consecutive failures the sync is SUSPENDED.
-    Returns True when this call counted the failure.
-    """
-    store.ensure_sync(sync)
-    with store.tx() as c:
-        if c.execute(select(st.failures.c.key).where(st.failures.c.key == key)).first():
-            return False
-        c.execute(st.failures.insert().values(key=key, sync=sync, error=error[:1000], at=utcnow()))
-        row = c.execute(st.syncs.select().where(st.syncs.c.name == sync)).mappings().one()
-        count = row["consecutive_failures"] + 1
-        values: dict[str, Any] = {"consecutive_failures": count, "last_error": error[:1000]}
-        if row["status"] not in ("PAUSED", "SUSPENDED"):
-            suspend = threshold is not None and count >= threshold
-            values["status"] = "SUSPENDED" if suspend else "FAILED"
-        store.set_sync(c, sync, **values)
-    return True
-
-
-def finish_pass(rt: SyncRuntime, pass_id: str, started_at: datetime) -> str:
-    """A pass has listed everything and its runs have ended: update times and status.
-
-    Returns the sync's new status. An initial_only sync is COMPLETED only when every work list
-    of the pass finished; otherwise it stays due, so the next tick starts another pass.
-    """
-    complete = rt.store.pending_work(rt.name, pass_id) == 0
-    now = utcnow()
-    rt.store.ensure_sync(rt.name)
-    with rt.store.tx() as c:
-        row = c.execute(st.syncs.select().where(st.syncs.c.name == rt.name)).mappings().one()
-        status = row["status"]
-        values: dict[str, Any] = {
-            "last_sync_at": now,
-            "passes_completed": row["passes_completed"] + 1,
-        }
-        if complete:
-            # Every run of the pass succeeded (a failed run leaves its work list pending).
-            values["consecutive_failures"] = 0
-        if rt.sync.sync_mode == "initial_only":
-            values["next_sync_at"] = None if complete else now
-            if complete and status not in ("PAUSED", "SUSPENDED"):
-                status = "COMPLETED"
-        else:
-            values["next_sync_at"] = started_at + timedelta(
-                seconds=rt.sync.polling_interval_seconds
-            )
-            if status == "PENDING" and complete:
-                status = "ACTIVE"
-        values["status"] = status
-        rt.store.set_sync(c, rt.name, **values)
-    return str(status)
+__all__ = [
+    "LEASE_TTL_SECONDS",
+    "MAX_ATTEMPTS",
+    "PAGE_SIZE",
+    "TICK_LISTING_BUDGET_SECONDS",
+    "ChunkPlan",
+    "SyncRuntime",
+    "checkpoint",
+    "classify",
+    "create_objects",
+    "evaluate",
+    "filter_work",
+    "finish_pass",
+    "hold_lease",
+    "listing_prefix",
+    "open_runtime",
+    "plan_chunk",
+    "plan_reconcile",
+    "reconcile",
+    "record_failure",
+    "retry_delay",
+    "submit_batches",
+]

@@ -1,0 +1,87 @@
+"""Sync status over time: the run lease, failures toward auto-suspend, and finishing a pass."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from mixsync_dagster import state as st
+from mixsync_dagster.errors import SyncBusy
+from mixsync_dagster.records import utcnow
+from mixsync_dagster.runtime import SyncRuntime
+from mixsync_dagster.state import StateStore
+
+LEASE_TTL_SECONDS = 600
+"""A run renews its sync's lease at every step and commit; a dead run's lease lapses after this."""
+
+
+def hold_lease(rt: SyncRuntime, holder: str) -> None:
+    """Take or renew the sync's lease for `holder` (a run id), or raise SyncBusy.
+
+    Dagster's run queue already keeps one run per sync inside one deployment. This lease covers
+    what it cannot: `mixsync sync` executing in process, and two deployments that share one
+    state store. Like Mixpeek's sync lock it expires, so a crashed holder cannot keep it.
+    """
+    got = rt.store.acquire_lease(rt.name, holder, LEASE_TTL_SECONDS)
+    if got != holder:
+        raise SyncBusy(f"sync '{rt.name}' is being synced by run {got}; this run stops here")
+
+
+def record_failure(
+    store: StateStore, sync: str, error: str, *, key: str, threshold: int | None = None
+) -> bool:
+    """A run (or a listing tick) of the sync failed: count it once per `key`, keep the error.
+
+    The failure hook and the run-failure sensor may both report one run; the key makes the
+    second report a no-op. At `threshold` consecutive failures the sync is SUSPENDED.
+    Returns True when this call counted the failure.
+    """
+    store.ensure_sync(sync)
+    with store.tx() as c:
+        if c.execute(select(st.failures.c.key).where(st.failures.c.key == key)).first():
+            return False
+        c.execute(st.failures.insert().values(key=key, sync=sync, error=error[:1000], at=utcnow()))
+        row = c.execute(st.syncs.select().where(st.syncs.c.name == sync)).mappings().one()
+        count = row["consecutive_failures"] + 1
+        values: dict[str, Any] = {"consecutive_failures": count, "last_error": error[:1000]}
+        if row["status"] not in ("PAUSED", "SUSPENDED"):
+            suspend = threshold is not None and count >= threshold
+            values["status"] = "SUSPENDED" if suspend else "FAILED"
+        store.set_sync(c, sync, **values)
+    return True
+
+
+def finish_pass(rt: SyncRuntime, pass_id: str, started_at: datetime) -> str:
+    """A pass has listed everything and its runs have ended: update times and status.
+
+    Returns the sync's new status. An initial_only sync is COMPLETED only when every work list
+    of the pass finished; otherwise it stays due, so the next tick starts another pass.
+    """
+    complete = rt.store.pending_work(rt.name, pass_id) == 0
+    now = utcnow()
+    rt.store.ensure_sync(rt.name)
+    with rt.store.tx() as c:
+        row = c.execute(st.syncs.select().where(st.syncs.c.name == rt.name)).mappings().one()
+        status = row["status"]
+        values: dict[str, Any] = {
+            "last_sync_at": now,
+            "passes_completed": row["passes_completed"] + 1,
+        }
+        if complete:
+            # Every run of the pass succeeded (a failed run leaves its work list pending).
+            values["consecutive_failures"] = 0
+        if rt.sync.sync_mode == "initial_only":
+            values["next_sync_at"] = None if complete else now
+            if complete and status not in ("PAUSED", "SUSPENDED"):
+                status = "COMPLETED"
+        else:
+            values["next_sync_at"] = started_at + timedelta(
+                seconds=rt.sync.polling_interval_seconds
+            )
+            if status == "PENDING" and complete:
+                status = "ACTIVE"
+        values["status"] = status
+        rt.store.set_sync(c, rt.name, **values)
+    return str(status)
