@@ -457,12 +457,8 @@ def _check_bucket(cfg: MixsyncConfig, name: str) -> None:
     from mixsync_dagster.targets import get_target
 
     target = get_target(cfg, name, StateStore(cfg.state_url()).engine)
-    verify = getattr(target, "check", None)
-    if verify is None:
-        click.echo(f"{name}: OK: {cfg.buckets[name].target} bucket, nothing to verify")
-        return
     try:
-        click.echo(f"{name}: OK: {verify()}")
+        click.echo(f"{name}: OK: {target.check()}")
     except MixsyncError as e:
         click.echo(f"{name}: FAILED: {e}", err=True)
         sys.exit(EXIT_FAILED)

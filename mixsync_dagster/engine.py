@@ -120,7 +120,14 @@ def create_objects(
                 outcomes[r.idx] = ObjectResult(error=str(e))
                 continue
             specs.append((r.idx, _spec(rt, item, mapped.fields)))
-        interrupted = {r.idx for r in group if r.status == "creating"}
+        # Possibly created already: marked `creating` by an attempt that died, or a retry of a
+        # file whose earlier pass died before recording its object (a new work list then).
+        interrupted = {
+            r.idx
+            for r in group
+            if r.status == "creating"
+            or (r.action == "retry" and not getattr(known.get(r.source_key), "object_id", None))
+        }
         if interrupted:
             refs = [s.source_ref for idx, s in specs if idx in interrupted]
             found = rt.target.find_objects(refs) if refs else {}

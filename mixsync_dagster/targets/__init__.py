@@ -56,6 +56,10 @@ class BucketTarget(Protocol):
 
     def create_batch(self, object_ids: list[str]) -> str: ...
 
+    def check(self) -> str:
+        """Verify credentials and that the bucket exists; a one-line summary, or raise."""
+        ...
+
     def submit_batch(self, batch_id: str) -> str | None:
         """Hand the batch to the processing pipeline; returns a task id when there is one."""
         ...

@@ -19,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     delete,
+    func,
     insert,
     select,
     update,
@@ -206,6 +207,13 @@ class LocalBucketTarget:
                 .values(status="COMPLETED", task_id=task, submitted_at=now, completed_at=now)
             )
         return task
+
+    def check(self) -> str:
+        with self.engine.connect() as c:
+            n = c.execute(
+                select(func.count()).select_from(objects).where(objects.c.bucket == self.bucket)
+            ).scalar_one()
+        return f"local bucket '{self.bucket}' in the state store ({n} object(s))"
 
     def list_objects(self) -> list[dict[str, Any]]:
         """Every object in the bucket, oldest first (for `mixsync objects`)."""
