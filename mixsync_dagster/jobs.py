@@ -6,12 +6,14 @@ store; run config carries only its id.
 """
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from dagster import (
     AssetMaterialization,
     Backoff,
     Config,
+    Failure,
     HookContext,
     In,
     Jitter,
@@ -29,7 +31,7 @@ from dagster import (
 
 from mixsync_dagster import engine
 from mixsync_dagster.config import SyncConfig
-from mixsync_dagster.errors import SyncBusy
+from mixsync_dagster.errors import AuthError, SyncBusy
 from mixsync_dagster.resources import MixsyncResource
 from mixsync_dagster.workers import worker_id
 
@@ -41,6 +43,15 @@ MAX_RUNTIME_SECONDS = 6 * 3600
 STEP_RETRY = RetryPolicy(
     max_retries=2, delay=1.0, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
 )
+
+
+@contextmanager
+def auth_fails_fast() -> Iterator[None]:
+    """Refused credentials will be refused again: fail the step now, skipping STEP_RETRY."""
+    try:
+        yield
+    except AuthError as e:
+        raise Failure(description=f"AuthError: {e}", allow_retries=False) from None
 
 
 def asset_key_for(sync: str) -> list[str]:
@@ -61,7 +72,8 @@ def filter_files(
     context.instance.add_run_tags(context.run_id, {WORKER_TAG: worker_id()})
     rt = mixsync.runtime(config.sync)
     engine.hold_lease(rt, context.run_id)
-    counts = engine.filter_work(rt, config.work_id)
+    with auth_fails_fast():  # enrich() reads provider metadata here
+        counts = engine.filter_work(rt, config.work_id)
     context.log.info(
         f"{config.work_id}: {counts['accepted']} accepted, {counts['excluded']} excluded"
     )
@@ -73,9 +85,10 @@ def create_objects(
     context: OpExecutionContext, work: dict[str, Any], mixsync: MixsyncResource
 ) -> dict[str, Any]:
     rt = mixsync.runtime(work["sync"])
-    counts = engine.create_objects(
-        rt, work["work_id"], heartbeat=lambda: engine.hold_lease(rt, context.run_id)
-    )
+    with auth_fails_fast():  # blob_url() presigns; the target may refuse its key
+        counts = engine.create_objects(
+            rt, work["work_id"], heartbeat=lambda: engine.hold_lease(rt, context.run_id)
+        )
     context.log.info(
         f"{work['work_id']}: {counts['synced']} synced, {counts['failed']} failed, "
         f"{counts['vanished']} vanished before they were read"
