@@ -99,11 +99,16 @@ def validate(obj: Ctx) -> None:
         )
 
 
-def status_record(cfg: MixsyncConfig, name: str) -> dict[str, Any]:
+def status_record(cfg: MixsyncConfig, name: str, refresh: bool = False) -> dict[str, Any]:
     """One sync's status and metrics, in the stable shape `status --json` prints."""
+    from mixsync_dagster import engine
     from mixsync_dagster.state import StateStore
 
     sync = cfg.sync(name)
+    rt = engine.open_runtime(cfg, name)
+    if refresh:
+        engine.refresh_batches(rt, limit=1000)
+    batches = engine.batch_summary(rt)
     row = StateStore(cfg.state_url()).get_sync(name)
     return {
         "name": name,
@@ -123,19 +128,23 @@ def status_record(cfg: MixsyncConfig, name: str) -> dict[str, Any]:
         "last_error": row["last_error"],
         "trigger_pending": row["trigger_requested_at"] is not None,
         "dlq_size": StateStore(cfg.state_url()).dlq_size(name),
+        "batches": batches,
     }
 
 
 @main.command()
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON (see README).")
+@click.option(
+    "--refresh", is_flag=True, help="Ask the bucket for unfinished batches' status first."
+)
 @click.pass_obj
 @_handle_errors
-def status(obj: Ctx, name: str | None, as_json: bool) -> None:
+def status(obj: Ctx, name: str | None, as_json: bool, refresh: bool) -> None:
     """Status and metrics of one sync, or of all."""
     cfg = obj.cfg
     names = [name] if name else [s.name for s in cfg.syncs]
-    records = [status_record(cfg, n) for n in names]
+    records = [status_record(cfg, n, refresh) for n in names]
     if as_json:
         click.echo(json.dumps({"syncs": records}, indent=2))
         return
@@ -153,6 +162,14 @@ def status(obj: Ctx, name: str | None, as_json: bool) -> None:
             "dlq_size",
         ):
             click.echo(f"  {k}: {r[k] if r[k] is not None else '-'}")
+        b = r["batches"]
+        click.echo(
+            f"  batches: {b['pending']} pending, {b['failed']} failed, {b['completed']} completed"
+        )
+        for fb in b["failed_batches"]:
+            click.echo(f"    failed: {fb['batch_id']} ({fb['status']}, task {fb['task_id']})")
+        for pb in b["pending_batches"]:
+            click.echo(f"    pending: {pb['batch_id']} ({pb['status']}, task {pb['task_id']})")
 
 
 def _set_status(cfg: MixsyncConfig, name: str, **values: Any) -> None:

@@ -329,9 +329,11 @@ def checkpoint(rt: SyncRuntime, work_id: str) -> dict[str, Any]:
 # The sync core's public names, in one place for the Dagster layer, the CLI and tests.
 from mixsync_dagster.lifecycle import (  # noqa: E402
     LEASE_TTL_SECONDS,
+    batch_summary,
     finish_pass,
     hold_lease,
     record_failure,
+    refresh_batches,
 )
 from mixsync_dagster.planning import (  # noqa: E402
     PAGE_SIZE,
@@ -351,6 +353,7 @@ __all__ = [
     "TICK_LISTING_BUDGET_SECONDS",
     "ChunkPlan",
     "SyncRuntime",
+    "batch_summary",
     "checkpoint",
     "classify",
     "create_objects",
@@ -364,6 +367,7 @@ __all__ = [
     "plan_reconcile",
     "reconcile",
     "record_failure",
+    "refresh_batches",
     "retry_delay",
     "submit_batches",
 ]

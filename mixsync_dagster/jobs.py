@@ -31,7 +31,7 @@ from dagster import (
 
 from mixsync_dagster import engine
 from mixsync_dagster.config import SyncConfig
-from mixsync_dagster.errors import AuthError, SyncBusy
+from mixsync_dagster.errors import AuthError, MixsyncError, SyncBusy
 from mixsync_dagster.resources import MixsyncResource
 from mixsync_dagster.workers import worker_id
 
@@ -131,6 +131,11 @@ def checkpoint(
     rt = mixsync.runtime(work["sync"])
     engine.hold_lease(rt, context.run_id)
     item_counts = engine.checkpoint(rt, work["work_id"])
+    # Catch up on earlier batches' processing status (bounded; an outage here is only logged).
+    try:
+        engine.refresh_batches(rt)
+    except MixsyncError as e:
+        context.log.warning(f"batch status refresh skipped: {e}")
     rt.store.release_lease(rt.name, context.run_id)
     row = rt.store.get_sync(rt.name)
     yield AssetMaterialization(

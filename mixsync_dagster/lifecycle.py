@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
 
 from mixsync_dagster import state as st
 from mixsync_dagster.errors import SyncBusy
@@ -85,3 +85,66 @@ def finish_pass(rt: SyncRuntime, pass_id: str, started_at: datetime) -> str:
         values["status"] = status
         rt.store.set_sync(c, rt.name, **values)
     return str(status)
+
+
+TERMINAL_BATCH = frozenset({"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED"})
+
+
+def refresh_batches(rt: SyncRuntime, limit: int = 20) -> int:
+    """Ask the bucket about the oldest submitted batches that have not finished yet."""
+    b = st.batches
+    with rt.store.engine.connect() as c:
+        open_ids = [
+            r.batch_id
+            for r in c.execute(
+                select(b.c.batch_id)
+                .where(
+                    and_(
+                        b.c.sync == rt.name,
+                        b.c.status == "submitted",
+                        or_(b.c.remote_status.is_(None), b.c.remote_status.not_in(TERMINAL_BATCH)),
+                    )
+                )
+                .order_by(b.c.submitted_at)
+                .limit(limit)
+            )
+        ]
+    for bid in open_ids:
+        status = rt.target.batch_status(bid)
+        with rt.store.tx() as c:
+            c.execute(
+                update(b)
+                .where(b.c.batch_id == bid)
+                .values(remote_status=status, checked_at=utcnow())
+            )
+    return len(open_ids)
+
+
+def batch_summary(rt: SyncRuntime, listed: int = 20) -> dict[str, Any]:
+    """Batches by state: pending (submitted, not finished), failed, completed; ids of the
+    pending and failed ones (at most `listed` each)."""
+    b = st.batches
+    with rt.store.engine.connect() as c:
+        rows = c.execute(
+            select(b.c.batch_id, b.c.status, b.c.remote_status, b.c.task_id)
+            .where(b.c.sync == rt.name)
+            .order_by(b.c.created_at)
+        ).all()
+    pending, failed, completed = [], [], 0
+    for r in rows:
+        remote = (r.remote_status or "").upper()
+        if remote in ("FAILED", "CANCELED", "COMPLETED_WITH_ERRORS"):
+            failed.append({"batch_id": r.batch_id, "status": remote, "task_id": r.task_id})
+        elif remote == "COMPLETED":
+            completed += 1
+        else:
+            pending.append(
+                {"batch_id": r.batch_id, "status": remote or r.status.upper(), "task_id": r.task_id}
+            )
+    return {
+        "pending": len(pending),
+        "failed": len(failed),
+        "completed": completed,
+        "pending_batches": pending[:listed],
+        "failed_batches": failed[:listed],
+    }

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("PENDING", "ACTIVE", "PAUSED", "SUSPENDED", "COMPLETED", "FAILED")
 
 metadata = MetaData()
@@ -132,6 +132,8 @@ batches = Table(
     Column("task_id", Text),
     Column("created_at", DateTime(timezone=True)),
     Column("submitted_at", DateTime(timezone=True)),
+    Column("remote_status", String(32)),  # v3: the bucket's word on the batch, when refreshed
+    Column("checked_at", DateTime(timezone=True)),
 )
 
 

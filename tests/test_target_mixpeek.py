@@ -8,6 +8,7 @@ turned is the target's default retry budget (shorter waits), so fault tests stay
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -655,3 +656,37 @@ def test_the_double_is_as_strict_as_the_api(fake):
         assert r.status_code == 422
         r = c.post(f"{base}/objects/list?limit=101", headers=good, json={})
         assert r.status_code == 422
+
+
+def test_batch_status_refresh_shows_pending_then_failed_batches(tmp_path, src, fake, instance):
+    make_files(src, numbered(5))
+    fake.process_seconds = 3600.0  # the pipeline is busy: batches stay PROCESSING
+    cfg, state = setup_sync(tmp_path, src, fake, {"batch_size": 2})
+    Driver(cfg, instance).run_pass("s1")
+    runner = CliRunner()
+    out = runner.invoke(main, ["-c", str(cfg), "status", "s1", "--json", "--refresh"])
+    assert out.exit_code == 0, out.output
+    b = json.loads(out.output)["syncs"][0]["batches"]
+    assert (b["pending"], b["failed"], b["completed"]) == (3, 0, 0)
+    assert {p["status"] for p in b["pending_batches"]} == {"PROCESSING"}
+    assert all(p["task_id"] for p in b["pending_batches"])
+    # The pipeline finishes, one way or the other: a refresh records what the API says.
+    fake.process_seconds = 0.0
+    for batch in fake.batches.values():
+        batch["_outcome"] = "FAILED"
+    out = runner.invoke(main, ["-c", str(cfg), "status", "s1", "--refresh"])
+    assert out.exit_code == 0, out.output
+    assert "batches: 0 pending, 3 failed, 0 completed" in out.output
+    assert "failed: " in out.output
+    rows = state_batches(state)
+    assert {r["remote_status"] for r in rows} == {"FAILED"} and all(r["checked_at"] for r in rows)
+
+
+def test_local_bucket_batches_report_completed(tmp_path, src, instance):
+    make_files(src, numbered(3))
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    cfg = write_config(tmp_path / "syncs.yaml", root=src, state_url=state, syncs=[{"name": "s1"}])
+    Driver(cfg, instance).run_pass("s1")
+    out = CliRunner().invoke(main, ["-c", str(cfg), "status", "s1", "--json", "--refresh"])
+    b = json.loads(out.output)["syncs"][0]["batches"]
+    assert (b["pending"], b["failed"], b["completed"]) == (0, 0, 1)

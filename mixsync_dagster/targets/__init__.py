@@ -60,6 +60,10 @@ class BucketTarget(Protocol):
         """Verify credentials and that the bucket exists; a one-line summary, or raise."""
         ...
 
+    def batch_status(self, batch_id: str) -> str:
+        """The batch's processing status as the bucket reports it (COMPLETED, FAILED, ...)."""
+        ...
+
     def submit_batch(self, batch_id: str) -> str | None:
         """Hand the batch to the processing pipeline; returns a task id when there is one."""
         ...

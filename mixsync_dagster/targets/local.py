@@ -208,6 +208,13 @@ class LocalBucketTarget:
             )
         return task
 
+    def batch_status(self, batch_id: str) -> str:
+        with self.engine.connect() as c:
+            status = c.execute(
+                select(batches.c.status).where(batches.c.batch_id == batch_id)
+            ).scalar_one_or_none()
+        return str(status or "UNKNOWN")
+
     def check(self) -> str:
         with self.engine.connect() as c:
             n = c.execute(

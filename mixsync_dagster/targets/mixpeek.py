@@ -784,6 +784,10 @@ class MixpeekTarget:
         data: dict[str, Any] = resp.json()
         return data
 
+    def batch_status(self, batch_id: str) -> str:
+        """The batch's status (upper case), read from the batch record."""
+        return str(self.get_batch(batch_id).get("status", "UNKNOWN")).upper()
+
     def get_task(self, task_id: str) -> dict[str, Any] | None:
         """The task's record, or None once the API has forgotten it (read the batch then)."""
         resp = self._call("GET", f"/v1/tasks/{quote(task_id, safe='')}", accept=(404,))
