@@ -1,0 +1,99 @@
+"""S3 server → Mixpeek API double, through the real sensor and runs: the whole production path."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from mixsync_dagster.state import StateStore
+from mixsync_dagster.targets import mixpeek
+from tests.fake_mixpeek import FakeMixpeek
+from tests.harness import Driver, write_config
+from tests.test_target_mixpeek import FAST, KEY, NS, LenientDriver, assert_each_once, tracked
+
+pytest_plugins = ["tests.s3_servers"]
+
+
+@pytest.fixture
+def fake() -> Any:
+    with FakeMixpeek(api_key=KEY, namespace=NS) as f:
+        yield f
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIXPEEK_API_KEY", KEY)
+    monkeypatch.setenv("MIXPEEK_NAMESPACE", NS)
+    monkeypatch.setattr(mixpeek, "DEFAULT_BUDGET", FAST)
+
+
+def setup(tmp_path, seaweed, fake, n: int):
+    client = seaweed.client()
+    bucket = "m-" + uuid.uuid4().hex[:10]
+    client.create_bucket(Bucket=bucket)
+    for i in range(n):
+        client.put_object(Bucket=bucket, Key=f"videos/clip_{i:03d}.mp4", Body=f"v{i}".encode())
+    client.put_object(Bucket=bucket, Key="other/skip.mp4", Body=b"x")
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    cfg = write_config(
+        tmp_path / "syncs.yaml",
+        connection=seaweed.connection(),
+        state_url=state,
+        syncs=[{"name": "s1", "source_path": f"{bucket}/videos/", "batch_size": 10}],
+        buckets={
+            "media": {
+                "target": "mixpeek",
+                "bucket_id": "bkt_test",
+                "namespace": {"env": "MIXPEEK_NAMESPACE"},
+                "api_key": {"env": "MIXPEEK_API_KEY"},
+                "base_url": fake.url,
+                "timeout_seconds": 5,
+            }
+        },
+    )
+    keys = [f"{bucket}/videos/clip_{i:03d}.mp4" for i in range(n)]
+    return client, bucket, cfg, state, keys
+
+
+def test_s3_to_mixpeek_end_to_end(tmp_path, seaweed, fake, instance):
+    client, bucket, cfg, state, keys = setup(tmp_path, seaweed, fake, 25)
+    d = Driver(cfg, instance)
+    d.run_pass("s1")
+    assert_each_once(fake, state, keys)
+    objs = {o["metadata"]["mixsync"]["source_key"]: o for o in fake.list_objects()}
+    first = objs[keys[0]]
+    assert first["metadata"]["mixsync"]["provider"] == "s3"
+    blob = first["blobs"][0]
+    assert blob["type"] == "video" and blob["data"].startswith(seaweed.endpoint)
+    assert "X-Amz-Signature" in blob["data"]  # a presigned URL the API can fetch
+    submitted = sum(1 for b in fake.batches.values() if b["_submitted"] is not None)
+    assert submitted == 3  # 25 objects in batches of 10
+    # Unchanged: no API call creates anything.
+    creates = fake.calls["objects_batch"]
+    assert creates >= 1
+    assert d.run_pass("s1") == 0 and fake.calls["objects_batch"] == creates
+    # Changed object: its Mixpeek object is updated in place.
+    client.put_object(Bucket=bucket, Key="videos/clip_001.mp4", Body=b"a new take")
+    assert d.run_pass("s1") == 1
+    after = {o["metadata"]["mixsync"]["source_key"]: o for o in fake.list_objects()}
+    assert after[keys[1]]["object_id"] == objs[keys[1]]["object_id"]
+    assert (
+        after[keys[1]]["metadata"]["mixsync"]["fingerprint"]
+        != (objs[keys[1]]["metadata"]["mixsync"]["fingerprint"])
+    )
+    assert_each_once(fake, state, keys)
+
+
+def test_s3_to_mixpeek_survives_api_faults(tmp_path, seaweed, fake, instance):
+    _, _, cfg, state, keys = setup(tmp_path, seaweed, fake, 12)
+    fake.fail_next(4, 500)
+    d = LenientDriver(cfg, instance)
+    for _ in range(4):
+        d.run_pass("s1")
+        if {r["status"] for r in tracked(state).values()} == {"synced"}:
+            break
+    assert fake.faults_left() == 0
+    assert_each_once(fake, state, keys)
+    assert StateStore(state).get_sync("s1")["total_files_synced"] == 12
