@@ -333,6 +333,7 @@ from mixsync_dagster.lifecycle import (  # noqa: E402
     finish_pass,
     hold_lease,
     record_failure,
+    record_run_failure,
     refresh_batches,
 )
 from mixsync_dagster.planning import (  # noqa: E402
@@ -367,6 +368,7 @@ __all__ = [
     "plan_reconcile",
     "reconcile",
     "record_failure",
+    "record_run_failure",
     "refresh_batches",
     "retry_delay",
     "submit_batches",

@@ -176,16 +176,9 @@ def count_failure(context: HookContext) -> None:
     err = context.op_exception
     message = f"{context.op.name}: {type(err).__name__}: {err}" if err else context.op.name
     rt = context.resources.mixsync.runtime(sync)
-    rt.store.release_lease(sync, context.run_id)
     if isinstance(err, SyncBusy):
         return  # another run is syncing; this one did nothing, which is not a failure
-    engine.record_failure(
-        rt.store,
-        sync,
-        message,
-        key=f"run:{context.run_id}",
-        threshold=rt.sync.max_consecutive_failures,
-    )
+    engine.record_run_failure(rt, context.run_id, message)
 
 
 @graph

@@ -53,6 +53,18 @@ def record_failure(
     return True
 
 
+def record_run_failure(rt: SyncRuntime, run_id: str, message: str) -> bool:
+    """A run of the sync failed: free its lease and count it (once, whoever reports it)."""
+    rt.store.release_lease(rt.name, run_id)
+    return record_failure(
+        rt.store,
+        rt.name,
+        message,
+        key=f"run:{run_id}",
+        threshold=rt.sync.max_consecutive_failures,
+    )
+
+
 def finish_pass(rt: SyncRuntime, pass_id: str, started_at: datetime) -> str:
     """A pass has listed everything and its runs have ended: update times and status.
 

@@ -110,13 +110,6 @@ def build_run_failure_sensor(jobs: list[JobDefinition]) -> SensorDefinition:
         if not sync:
             return
         rt = mixsync.runtime(sync)
-        message = context.failure_event.message or "run failed"
-        engine.record_failure(
-            rt.store,
-            sync,
-            message,
-            key=f"run:{run.run_id}",
-            threshold=rt.sync.max_consecutive_failures,
-        )
+        engine.record_run_failure(rt, run.run_id, context.failure_event.message or "run failed")
 
     return _failures
