@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -229,119 +228,6 @@ def trigger(obj: Ctx, name: str) -> None:
 
 
 @main.command()
-@click.argument("name")
-@click.option("--force", is_flag=True, help="Also release a run whose worker looks alive.")
-@click.pass_obj
-@_handle_errors
-def unlock(obj: Ctx, name: str, force: bool) -> None:
-    """Release a sync whose lock is held by a run that is no longer alive."""
-    import signal
-
-    from mixsync_dagster.state import StateStore
-    from mixsync_dagster.unlock import holders, release
-
-    cfg = obj.cfg
-    cfg.sync(name)
-    store = StateStore(cfg.state_url())
-    with dagster_instance(cfg) as instance:
-        found = holders(instance, name)
-        if not found:
-            lease = store.lease_holder(name)
-            if lease and force:
-                store.release_lease(name)
-                click.echo(f"{name}: lease of run {lease} dropped (--force)")
-            elif lease:
-                _fail(
-                    f"{name}: no run of this deployment holds it, but run {lease} holds the "
-                    "lease in the shared state store (another deployment?); use --force"
-                )
-            else:
-                click.echo(f"{name}: not locked (no run holds it)")
-            return
-        refused = False
-        for h in found:
-            rid = h.run.run_id
-            if h.alive is False:
-                release(instance, h, f"worker {h.worker} is gone", store)
-                click.echo(f"{name}: released run {rid} (worker {h.worker} is gone)")
-            elif force:
-                if h.alive and h.worker:
-                    # Stop the live worker first so it cannot write after we release its slot.
-                    pid = int(h.worker.rsplit(":", 2)[1])
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGTERM)
-                release(instance, h, "forced by an operator", store)
-                click.echo(f"{name}: released run {rid} (--force; worker {h.worker or 'unknown'})")
-            else:
-                refused = True
-                why = "is alive" if h.alive else "cannot be checked from this host"
-                click.echo(
-                    f"{name}: run {rid} holds the lock and its worker {h.worker or '?'} {why}; "
-                    "not released (use --force if you are sure it is stuck)",
-                    err=True,
-                )
-        if refused:
-            sys.exit(EXIT_FAILED)
-
-
-@main.group()
-def dlq() -> None:
-    """The dead-letter queue: files that failed, their attempts and last error."""
-
-
-@dlq.command("list")
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print stable JSON (see README).")
-@click.pass_obj
-@_handle_errors
-def dlq_list(obj: Ctx, name: str, as_json: bool) -> None:
-    """Each failed file: status (retry | failed), attempts, last error, next attempt."""
-    from mixsync_dagster.state import StateStore
-
-    cfg = obj.cfg
-    cfg.sync(name)
-    rows = [
-        {
-            "source_key": r["source_key"],
-            "status": r["status"],
-            "attempts": int(r["attempts"]),
-            "last_error": r["last_error"],
-            "next_attempt_at": _iso(r["next_attempt_at"]),
-            "updated_at": _iso(r["updated_at"]),
-        }
-        for r in StateStore(cfg.state_url()).dlq_rows(name)
-    ]
-    if as_json:
-        click.echo(json.dumps({"sync": name, "files": rows}, indent=2))
-        return
-    click.echo(f"{name}: {len(rows)} file(s) in the dead-letter queue")
-    for r in rows:
-        nxt = f", next attempt {r['next_attempt_at']}" if r["next_attempt_at"] else ""
-        click.echo(f"  {r['status']:<6} x{r['attempts']} {r['source_key']}{nxt}")
-        click.echo(f"         {r['last_error']}")
-
-
-@dlq.command("retry")
-@click.argument("name")
-@click.argument("keys", nargs=-1)
-@click.option("--all", "retry_all", is_flag=True, help="Requeue every failed file.")
-@click.pass_obj
-@_handle_errors
-def dlq_retry(obj: Ctx, name: str, keys: tuple[str, ...], retry_all: bool) -> None:
-    """Put failed files back in line for the next pass (attempts reset to 0)."""
-    from mixsync_dagster.state import StateStore
-
-    cfg = obj.cfg
-    cfg.sync(name)
-    if retry_all == bool(keys):
-        _fail("give either --all or one or more source keys", EXIT_CONFIG)
-    n = StateStore(cfg.state_url()).dlq_requeue(name, None if retry_all else list(keys))
-    click.echo(f"{name}: {n} file(s) requeued; the next pass retries them")
-    if keys and n < len(keys):
-        _fail(f"{len(keys) - n} key(s) were not in the dead-letter queue")
-
-
-@main.command()
 @click.argument("bucket")
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON (see README).")
 @click.pass_obj
@@ -433,52 +319,6 @@ def _row_dict(row: Any) -> dict[str, Any]:
         "filter": row.filter,
         "reason": row.reason,
     }
-
-
-@main.command()
-@click.argument("name")
-@click.pass_obj
-@_handle_errors
-def check(obj: Ctx, name: str) -> None:
-    """Verify a connection's (or a bucket's) credentials and reachability."""
-    from mixsync_dagster.providers import get_provider
-
-    cfg = obj.cfg
-    if name not in cfg.connections and name in cfg.buckets:
-        _check_bucket(cfg, name)
-        return
-    if name not in cfg.connections:
-        raise SyncNotFound(
-            f"{cfg.source_file}: no connection named '{name}' (declared: {sorted(cfg.connections)})"
-            f" and no bucket by that name (declared: {sorted(cfg.buckets)})"
-        )
-    provider = get_provider(cfg, name)
-    used: list[str | None] = [
-        *sorted({s.source_path for s in cfg.syncs if s.connection_id == name})
-    ]
-    failed = False
-    for path in used or [None]:
-        label = path or "(root)"
-        try:
-            click.echo(f"{name} {label}: OK: {provider.check(path)}")
-        except MixsyncError as e:
-            failed = True
-            click.echo(f"{name} {label}: FAILED: {e}", err=True)
-    if failed:
-        sys.exit(EXIT_FAILED)
-
-
-def _check_bucket(cfg: MixsyncConfig, name: str) -> None:
-    """`check BUCKET`: a target that can verify itself (key, namespace, bucket) does so."""
-    from mixsync_dagster.state import StateStore
-    from mixsync_dagster.targets import get_target
-
-    target = get_target(cfg, name, StateStore(cfg.state_url()).engine)
-    try:
-        click.echo(f"{name}: OK: {target.check()}")
-    except MixsyncError as e:
-        click.echo(f"{name}: FAILED: {e}", err=True)
-        sys.exit(EXIT_FAILED)
 
 
 @contextmanager
@@ -586,6 +426,9 @@ def sync(obj: Ctx, name: str) -> None:
         f"status {new_status}"
     )
 
+
+# The operations commands (check, unlock, dlq) live in cli_ops; importing it registers them.
+from mixsync_dagster import cli_ops  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()
