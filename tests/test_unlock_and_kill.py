@@ -111,29 +111,43 @@ def test_unlock_releases_a_dead_run_and_refuses_a_live_one(tmp_path):
     assert_exactly_once(url, 1500)
 
 
+def trial_config(work: Path, src: Path) -> tuple[Path, str]:
+    work.mkdir()
+    url = f"sqlite:///{work / 'state.db'}"
+    cfg = write_config(
+        work / "syncs.yaml",
+        root=src,
+        state_url=url,
+        syncs=[{"name": "s1", "max_objects_per_run": 500, "batch_size": 50}],
+    )
+    return cfg, url
+
+
 @pytest.mark.timeout(900)
 def test_sigkill_at_random_points_never_duplicates_or_loses(tmp_path):
     rng = random.Random(20261128)
     src = tmp_path / "src"
     tree(src, 2000)
-    killed_mid_run = 0
+    # How long one uninterrupted pass takes on this machine, start to exit: kill times are drawn
+    # inside that window, so the kills land during start-up, listing, creation and batching.
+    cfg, url = trial_config(tmp_path / "reference", src)
+    env = home(tmp_path / "reference")
+    t0 = time.monotonic()
+    assert mixsync(cfg, env, "sync", "s1").returncode == 0
+    full = time.monotonic() - t0
+    assert_exactly_once(url, 2000)
+    killed_mid_run = partial = 0
     for trial in range(20):
-        work = tmp_path / f"t{trial}"
-        work.mkdir()
-        url = f"sqlite:///{work / 'state.db'}"
-        cfg = write_config(
-            work / "syncs.yaml",
-            root=src,
-            state_url=url,
-            syncs=[{"name": "s1", "max_objects_per_run": 500, "batch_size": 50}],
-        )
-        env = home(work)
+        cfg, url = trial_config(tmp_path / f"t{trial}", src)
+        env = home(tmp_path / f"t{trial}")
         proc = start_sync(cfg, env)
-        time.sleep(rng.uniform(1.0, 6.0))
+        time.sleep(rng.uniform(0.2, 0.95) * full)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed_mid_run += 1
         proc.wait(timeout=60)
+        if 0 < len(objects(url)) < 2000:
+            partial += 1  # killed with some files synced and others not
         # Carry on: each new `mixsync sync` sweeps the dead worker's run and resumes.
         for _ in range(3):
             out = mixsync(cfg, env, "sync", "s1")
@@ -142,4 +156,6 @@ def test_sigkill_at_random_points_never_duplicates_or_loses(tmp_path):
         assert out.returncode == 0, f"trial {trial}: {out.stdout}{out.stderr}"
         assert_exactly_once(url, 2000)
         StateStore(url).engine.dispose()
-    assert killed_mid_run >= 10  # most trials really were interrupted
+    print(f"KILLS mid-run={killed_mid_run} partial={partial} full={full:.1f}s")
+    assert killed_mid_run >= 15, killed_mid_run  # the kills really interrupted the pass
+    assert partial >= 3, partial  # and several landed in the middle of object creation
