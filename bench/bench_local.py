@@ -512,13 +512,14 @@ def section_text(
     )
 
 
-def write_results(out: Path, text: str) -> None:
+def write_results(out: Path, text: str, section: str = SECTION) -> None:
+    """Replace one benchmark's own `## ...` section of RESULTS.md (or append it); keep the rest."""
     if out.exists():
         old = out.read_text()
-        start = old.find(SECTION)
+        start = old.find(section)
         if start >= 0:
-            nxt = re.search(r"^## ", old[start + len(SECTION) :], re.M)
-            end = start + len(SECTION) + nxt.start() if nxt else len(old)
+            nxt = re.search(r"^## ", old[start + len(section) :], re.M)
+            end = start + len(section) + nxt.start() if nxt else len(old)
             new = old[:start] + text + ("\n" + old[end:] if nxt else "")
         else:
             new = old.rstrip("\n") + "\n\n" + text

@@ -44,6 +44,7 @@ from bench_local import (  # noqa: E402  (a sibling script, not a package)
     make_tree,
     peak_rss_mb,
     rss_now_mb,
+    write_results,
 )
 
 SECTION = "## Local folder → Mixpeek API double (issue 5)"
@@ -436,22 +437,6 @@ def section_text(n: int, info: dict[str, str], rows: list[dict[str, Any]], comma
     )
 
 
-def write_results(out: Path, text: str) -> None:
-    """Replace this benchmark's own section of RESULTS.md (or append it); leave the rest."""
-    if out.exists():
-        old = out.read_text()
-        start = old.find(SECTION)
-        if start >= 0:
-            nxt = re.search(r"^## ", old[start + len(SECTION) :], re.M)
-            end = start + len(SECTION) + nxt.start() if nxt else len(old)
-            new = old[:start] + text + ("\n" + old[end:] if nxt else "")
-        else:
-            new = old.rstrip("\n") + "\n\n" + text
-    else:
-        new = "# mixsync benchmarks\n\n" + text
-    out.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--files", type=int, default=20_000)
@@ -468,7 +453,7 @@ def main() -> None:
     if args.render:
         saved = json.loads(Path(args.render).read_text())
         text = section_text(saved["files"], saved["machine"], saved["rows"], saved["command"])
-        write_results(Path(args.out), text)
+        write_results(Path(args.out), text, SECTION)
         print(text)
         return
 
@@ -531,7 +516,7 @@ def main() -> None:
         print()
         print(text)
         if args.out != "-":
-            write_results(Path(args.out), text)
+            write_results(Path(args.out), text, SECTION)
             print(f"\nwrote {args.out} (numbers saved in {saved})")
     finally:
         for d in doubles:

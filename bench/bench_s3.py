@@ -43,6 +43,8 @@ from bench_local import (  # noqa: E402
     machine_info,
     peak_rss_mb,
     rss_now_mb,
+    verify_bucket,
+    write_results,
 )
 
 SECTION = "## S3 (SeaweedFS) → local bucket (issue 4)"
@@ -170,47 +172,6 @@ def phase_list_pages(args: argparse.Namespace) -> dict[str, Any]:
         size += sum(i.size for i in page.items)
     secs = time.perf_counter() - t0
     return {"files": files, "seconds": secs, "rss_before": rss0, "bytes": size, "pages": pages}
-
-
-def verify_bucket(work: Path, expect_files: int, expect_bytes: int) -> dict[str, Any]:
-    """Count what the pass left in the bucket and the tracking table; raise if it is wrong."""
-    from sqlalchemy import func, select
-
-    from mixsync_dagster.state import StateStore, tracked
-    from mixsync_dagster.targets.local import objects
-
-    store = StateStore(f"sqlite:///{work / 'state.db'}")
-    with store.engine.connect() as c:
-        n, keys, size = c.execute(
-            select(
-                func.count(),
-                func.count(objects.c.source_key.distinct()),
-                func.coalesce(func.sum(objects.c.size_bytes), 0),
-            ).where(objects.c.bucket == "media")
-        ).one()
-        processed = c.execute(
-            select(func.count()).where(objects.c.bucket == "media", objects.c.status == "PROCESSED")
-        ).scalar_one()
-        unsynced = c.execute(
-            select(func.count()).where(tracked.c.sync == SYNC_NAME, tracked.c.status != "synced")
-        ).scalar_one()
-    got = {
-        "objects": int(n),
-        "distinct_keys": int(keys),
-        "bytes": int(size),
-        "processed": int(processed),
-        "tracked_not_synced": int(unsynced),
-    }
-    want = {
-        "objects": expect_files,
-        "distinct_keys": expect_files,
-        "bytes": expect_bytes,
-        "processed": expect_files,
-        "tracked_not_synced": 0,
-    }
-    if got != want:
-        raise SystemExit(f"VERIFY FAILED: bucket holds {got}, expected {want}")
-    return got
 
 
 def count_objects(work: Path) -> int:
@@ -469,22 +430,6 @@ def section_text(
     )
 
 
-def write_results(out: Path, text: str) -> None:
-    """Replace this benchmark's own section of RESULTS.md (or append it)."""
-    if out.exists():
-        old = out.read_text()
-        start = old.find(SECTION)
-        if start >= 0:
-            nxt = re.search(r"^## ", old[start + len(SECTION) :], re.M)
-            end = start + len(SECTION) + nxt.start() if nxt else len(old)
-            new = old[:start] + text + ("\n" + old[end:] if nxt else "")
-        else:
-            new = old.rstrip("\n") + "\n\n" + text
-    else:
-        new = "# mixsync benchmarks\n\n" + text
-    out.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--objects", type=int, default=100_000)
@@ -514,7 +459,7 @@ def main() -> None:
             args.note,
             saved["command"],
         )
-        write_results(Path(args.out), text)
+        write_results(Path(args.out), text, SECTION)
         print(text)
         return
 
@@ -599,7 +544,7 @@ def main() -> None:
         text = section_text(n, m, info, rows, args.note, command)
         print(text)
         if args.out != "-":
-            write_results(Path(args.out), text)
+            write_results(Path(args.out), text, SECTION)
             print(f"\nwrote {args.out} (numbers saved in {saved})")
     finally:
         server.stop()
