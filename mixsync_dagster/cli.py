@@ -343,13 +343,11 @@ def dagster_instance(cfg: MixsyncConfig) -> Iterator[Any]:
 @_handle_errors
 def sync(obj: Ctx, name: str) -> None:
     """Run one full pass now, in process, recorded in the Dagster instance."""
-    from dagster import RunsFilter
-
     from mixsync_dagster import engine
     from mixsync_dagster.definitions import build_definitions
     from mixsync_dagster.jobs import PASS_TAG, SYNC_TAG, WORKER_TAG, run_config_for
     from mixsync_dagster.records import utcnow
-    from mixsync_dagster.sensors import IN_FLIGHT_STATUSES
+    from mixsync_dagster.unlock import in_flight_run, sweep_dead
     from mixsync_dagster.workers import worker_id
 
     cfg = obj.cfg
@@ -360,17 +358,11 @@ def sync(obj: Ctx, name: str) -> None:
     defs = build_definitions(obj.path)
     job = defs.get_job_def(f"mixsync_{name}_job")
     with dagster_instance(cfg) as instance:
-        from mixsync_dagster.unlock import holders, release
-
-        for h in holders(instance, name):
-            if h.alive is False:
-                release(instance, h, f"worker {h.worker} is gone (stale-run sweep)", rt.store)
-                click.echo(f"{name}: released stale run {h.run.run_id} (worker {h.worker} gone)")
-        busy = instance.get_run_records(
-            filters=RunsFilter(tags={SYNC_TAG: name}, statuses=IN_FLIGHT_STATUSES), limit=1
-        )
+        for h in sweep_dead(instance, name, rt.store):
+            click.echo(f"{name}: released stale run {h.run.run_id} (worker {h.worker} gone)")
+        busy = in_flight_run(instance, name)
         if busy:
-            _fail(f"{name}: run {busy[0].dagster_run.run_id} is in flight; try again when it ends")
+            _fail(f"{name}: run {busy} is in flight; try again when it ends")
         lease = rt.store.lease_holder(name)
         if lease:
             _fail(f"{name}: run {lease} holds the sync's lease (another process); try again later")

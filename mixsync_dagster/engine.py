@@ -21,8 +21,8 @@ from mixsync_dagster.filters import (
 from mixsync_dagster.mapping import compile_mapping
 from mixsync_dagster.planning import MAX_ATTEMPTS, evaluate, retry_delay
 from mixsync_dagster.records import FileItem, utcnow
-from mixsync_dagster.runtime import SyncRuntime, chunks, update_tracked
-from mixsync_dagster.state import TrackedRow
+from mixsync_dagster.runtime import SyncRuntime, update_tracked
+from mixsync_dagster.state import TrackedRow, chunks
 from mixsync_dagster.targets import ObjectResult, ObjectSpec
 
 
@@ -36,17 +36,16 @@ def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
             f"work list {work_id} is not in the state store {rt.store.safe_url}; "
             "was the state store reset or pointed elsewhere?"
         ) from None
-    rows = rt.store.work_items(work_id, status="pending")
+    pending = [(r, FileItem.from_json(r.item)) for r in rt.store.work_items(work_id, "pending")]
     item_rows: list[dict[str, Any]] = []
     # A work list can be stale: another run (a second process, an earlier attempt) may have
     # synced some of its files since it was planned. Those are done; do not send them again.
-    if rt.sync.skip_duplicates and rows:
+    if rt.sync.skip_duplicates and pending:
         with rt.store.tx() as c:
-            known = rt.store.lookup(c, rt.name, [r.source_key for r in rows])
+            known = rt.store.lookup(c, rt.name, [r.source_key for r, _ in pending])
         fresh = []
-        for r in rows:
+        for r, item in pending:
             prior = known.get(r.source_key)
-            item = FileItem.from_json(r.item)
             if (
                 prior is not None
                 and prior.status == "synced"
@@ -57,9 +56,10 @@ def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
                     {"idx": r.idx, "status": "done", "reason": "already synced", "item": r.item}
                 )
             else:
-                fresh.append(r)
-        rows = fresh
-    originals = [FileItem.from_json(r.item) for r in rows]
+                fresh.append((r, item))
+        pending = fresh
+    rows = [r for r, _ in pending]
+    originals = [item for _, item in pending]
     verdicts = evaluate(rt, originals)
     now = utcnow()
     excluded_rows = []

@@ -16,8 +16,8 @@ from mixsync_dagster.filters import (
 )
 from mixsync_dagster.mapping import mapping_needs_metadata
 from mixsync_dagster.records import FileItem, Skipped, utcnow
-from mixsync_dagster.runtime import SyncRuntime, chunks
-from mixsync_dagster.state import TrackedRow
+from mixsync_dagster.runtime import SyncRuntime
+from mixsync_dagster.state import TrackedRow, chunks
 
 MAX_ATTEMPTS = 3
 """A file that fails this many times is `failed` and no longer retried automatically."""

@@ -10,7 +10,8 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from mixsync_dagster import state as st
 from mixsync_dagster.errors import MixsyncError
 from mixsync_dagster.records import utcnow
-from mixsync_dagster.runtime import SyncRuntime, chunks
+from mixsync_dagster.runtime import SyncRuntime
+from mixsync_dagster.state import chunks
 
 
 def plan_reconcile(rt: SyncRuntime, pass_id: str) -> list[dict[str, Any]]:

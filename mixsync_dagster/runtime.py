@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,11 +45,6 @@ def open_runtime(cfg: MixsyncConfig, sync_name: str) -> SyncRuntime:
 
 
 # ---------------------------------------------------------------- planning (sensor side)
-
-
-def chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
 
 
 def update_tracked(c: Any, sync: str, rows: Sequence[dict[str, Any]]) -> None:

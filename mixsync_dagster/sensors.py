@@ -3,12 +3,10 @@
 import secrets
 
 from dagster import (
-    DagsterRunStatus,
     DefaultSensorStatus,
     JobDefinition,
     RunFailureSensorContext,
     RunRequest,
-    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -22,31 +20,11 @@ from mixsync_dagster.errors import ProviderError
 from mixsync_dagster.jobs import PASS_TAG, SYNC_TAG, run_config_for
 from mixsync_dagster.passes import PassCursor, tick
 from mixsync_dagster.resources import MixsyncResource
-from mixsync_dagster.unlock import holders, release
+from mixsync_dagster.unlock import in_flight_run, sweep_dead
 
 MAX_TICK_INTERVAL_SECONDS = 30
 """Ticks at least this often so `mixsync trigger` and paused/resumed syncs react within 30 s;
 passes themselves still start only every polling_interval_seconds."""
-
-
-# Dagster's own IN_PROGRESS list leaves out QUEUED and NOT_STARTED; a queued run of the sync
-# must also stop the sensor from piling up another.
-IN_FLIGHT_STATUSES = [
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-    DagsterRunStatus.SUSPENDED,
-]
-
-
-def in_flight_run(context: SensorEvaluationContext, sync: str) -> str | None:
-    """Id of a queued or running run of this sync, if any (we never pile runs up)."""
-    runs = context.instance.get_run_records(
-        filters=RunsFilter(tags={SYNC_TAG: sync}, statuses=IN_FLIGHT_STATUSES), limit=1
-    )
-    return runs[0].dagster_run.run_id if runs else None
 
 
 def build_sync_sensor(sync: SyncConfig, job: JobDefinition) -> SensorDefinition:
@@ -64,12 +42,10 @@ def build_sync_sensor(sync: SyncConfig, job: JobDefinition) -> SensorDefinition:
         cur = PassCursor.load(context.cursor)
         # Stale-run sweep: a run whose worker process is gone (same host) holds the lock for
         # nothing; release it so the queue moves on and this pass resumes from the checkpoint.
-        for h in holders(context.instance, name):
-            if h.alive is False:
-                release(context.instance, h, f"worker {h.worker} is gone (stale sweep)", rt.store)
-                context.log.warning(f"released run {h.run.run_id}: worker {h.worker} is gone")
+        for h in sweep_dead(context.instance, name, rt.store):
+            context.log.warning(f"released run {h.run.run_id}: worker {h.worker} is gone")
         try:
-            out = tick(rt, cur, in_flight=in_flight_run(context, name))
+            out = tick(rt, cur, in_flight=in_flight_run(context.instance, name))
         except ProviderError as e:
             # A listing that fails is a failed sync attempt: it counts toward auto-suspend and
             # the tick fails visibly, with the cursor left where it was (nothing is "deleted").

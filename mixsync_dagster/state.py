@@ -153,7 +153,7 @@ class StateStore:
 
     def lookup(self, c: Connection, sync: str, keys: Sequence[str]) -> dict[str, TrackedRow]:
         out: dict[str, TrackedRow] = {}
-        for chunk in _chunks(keys, 500):
+        for chunk in chunks(keys, 500):
             rows = c.execute(
                 select(
                     tracked.c.source_key,
@@ -185,13 +185,13 @@ class StateStore:
         # RETURNING counts only the rows really inserted, on both dialects.
         stmt = dialect_insert(tracked).on_conflict_do_nothing().returning(tracked.c.source_key)
         added = 0
-        for chunk in _chunks(rows, 1000):
+        for chunk in chunks(rows, 1000):
             added += len(c.execute(stmt, chunk).all())
         self.add_metrics(c, sync, total_files_discovered=added)
         return added
 
     def mark_seen(self, c: Connection, sync: str, keys: Sequence[str], pass_id: str) -> None:
-        for chunk in _chunks(keys, 500):
+        for chunk in chunks(keys, 500):
             c.execute(
                 update(tracked)
                 .where(and_(tracked.c.sync == sync, tracked.c.source_key.in_(chunk)))
@@ -284,7 +284,7 @@ class StateStore:
         cond = and_(tracked.c.sync == sync, tracked.c.status.in_(("retry", "failed")))
         with self.tx() as c:
             total = 0
-            for chunk in [None] if keys is None else list(_chunks(keys, 500)):
+            for chunk in [None] if keys is None else list(chunks(keys, 500)):
                 where = cond if chunk is None else and_(cond, tracked.c.source_key.in_(chunk))
                 res = c.execute(
                     update(tracked)
@@ -332,7 +332,7 @@ class StateStore:
                 )
             )
             rows = [{"work_id": work_id, "idx": i, **it} for i, it in enumerate(items)]
-            for chunk in _chunks(rows, 1000):
+            for chunk in chunks(rows, 1000):
                 c.execute(insert(work_items), chunk)
             return True
 
@@ -363,7 +363,7 @@ class StateStore:
             return [WorkItemRow(*r) for r in c.execute(q.order_by(work_items.c.idx))]
 
     def set_items(self, c: Connection, work_id: str, idxs: Iterable[int], **values: Any) -> None:
-        for chunk in _chunks(list(idxs), 500):
+        for chunk in chunks(list(idxs), 500):
             c.execute(
                 update(work_items)
                 .where(and_(work_items.c.work_id == work_id, work_items.c.idx.in_(chunk)))
@@ -419,7 +419,8 @@ class StateStore:
             )
 
 
-def _chunks(seq: Sequence[Any], n: int) -> Iterator[Any]:
+def chunks(seq: Sequence[Any], n: int) -> Iterator[Any]:
+    """Consecutive slices of at most `n`: bounded IN lists and batched writes."""
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
 

@@ -14,6 +14,17 @@ from mixsync_dagster.jobs import SYNC_TAG, WORKER_TAG
 from mixsync_dagster.state import StateStore
 from mixsync_dagster.workers import is_alive
 
+IN_FLIGHT_STATUSES = [
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+    DagsterRunStatus.SUSPENDED,
+]
+"""A run of the sync in any of these is in flight. Dagster's own IN_PROGRESS list leaves out
+QUEUED and NOT_STARTED; a queued run must also stop the sensor from piling up another."""
+
 HOLDING = [
     DagsterRunStatus.NOT_STARTED,
     DagsterRunStatus.STARTING,
@@ -50,3 +61,23 @@ def release(
     sync = holder.run.tags.get(SYNC_TAG)
     if sync and store is not None:
         store.release_lease(sync, holder.run.run_id)
+
+
+def in_flight_run(instance: DagsterInstance, sync: str) -> str | None:
+    """Id of a queued or running run of this sync, if any (we never pile runs up)."""
+    runs = instance.get_run_records(
+        filters=RunsFilter(tags={SYNC_TAG: sync}, statuses=IN_FLIGHT_STATUSES), limit=1
+    )
+    return runs[0].dagster_run.run_id if runs else None
+
+
+def sweep_dead(instance: DagsterInstance, sync: str, store: StateStore) -> list[Holder]:
+    """Stale-run sweep: release every run of the sync whose worker on this host is gone.
+
+    Such a run holds the lock for nothing; releasing it lets the queue move on and the sync
+    resume from its checkpoint. Returns the runs released.
+    """
+    dead = [h for h in holders(instance, sync) if h.alive is False]
+    for h in dead:
+        release(instance, h, f"worker {h.worker} is gone (stale-run sweep)", store)
+    return dead
