@@ -124,7 +124,7 @@ def phase_scandir(work: Path) -> dict[str, Any]:
 
 
 def phase_list_pages(work: Path) -> dict[str, Any]:
-    from mixsync_dagster.engine import PAGE_SIZE
+    from mixsync_dagster.core.engine import PAGE_SIZE
     from mixsync_dagster.providers.local import LocalProvider
 
     rss0 = rss_now_mb()
@@ -183,12 +183,12 @@ def verify_bucket(work: Path, expect_files: int, expect_bytes: int) -> dict[str,
 def phase_pass(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     os.environ["DAGSTER_HOME"] = str(work / "dagster_home")
     cfg = str(work / "syncs.yaml")
-    os.environ["MIXSYNC_CONFIG"] = cfg  # mixsync_dagster.definitions builds defs on import
+    os.environ["MIXSYNC_CONFIG"] = cfg  # mixsync_dagster.dagster.definitions builds defs on import
     t_imp = time.perf_counter()
     from click.testing import CliRunner
 
     import mixsync_dagster.cli
-    import mixsync_dagster.definitions  # import cost outside the timed region
+    import mixsync_dagster.dagster.definitions  # import cost outside the timed region
 
     import_secs = time.perf_counter() - t_imp
     before = verify_counts(work)
@@ -250,7 +250,7 @@ def install_timers() -> dict[str, list[float]]:
     what gets called) with wall-clock accumulators: where a pass spends its time, unprofiled."""
     from dagster import JobDefinition
 
-    from mixsync_dagster import engine
+    from mixsync_dagster.core import engine
     from mixsync_dagster.state import StateStore
     from mixsync_dagster.targets.local import LocalBucketTarget
 

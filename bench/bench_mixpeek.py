@@ -223,7 +223,7 @@ def install_timers() -> dict[str, list[float]]:
     """Wall-clock accumulators around the steps a pass takes (module/class attributes)."""
     from dagster import JobDefinition
 
-    from mixsync_dagster import engine
+    from mixsync_dagster.core import engine
     from mixsync_dagster.targets.mixpeek import MixpeekTarget
 
     acc: dict[str, list[float]] = {}
@@ -265,7 +265,7 @@ def phase_pass(work: Path, url: str) -> dict[str, Any]:
     from click.testing import CliRunner
 
     import mixsync_dagster.cli
-    import mixsync_dagster.definitions  # import cost outside the timed region
+    import mixsync_dagster.dagster.definitions  # import cost outside the timed region
 
     timers = install_timers()
     rss0 = rss_now_mb()

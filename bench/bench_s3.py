@@ -158,7 +158,7 @@ def phase_paginator(args: argparse.Namespace) -> dict[str, Any]:
 
 def phase_list_pages(args: argparse.Namespace) -> dict[str, Any]:
     from mixsync_dagster.config import load_config
-    from mixsync_dagster.engine import PAGE_SIZE
+    from mixsync_dagster.core.engine import PAGE_SIZE
     from mixsync_dagster.providers import get_provider
 
     cfg = load_config(str(Path(args.workdir) / "syncs.yaml"))
@@ -194,7 +194,7 @@ def phase_pass(args: argparse.Namespace) -> dict[str, Any]:
     from click.testing import CliRunner
 
     import mixsync_dagster.cli
-    import mixsync_dagster.definitions  # import cost outside the timed region
+    import mixsync_dagster.dagster.definitions  # import cost outside the timed region
     import mixsync_dagster.providers.s3
 
     import_secs = time.perf_counter() - t_imp

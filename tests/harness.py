@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 from dagster import DagsterInstance, Definitions, build_sensor_context
 
-from mixsync_dagster.definitions import build_definitions
-from mixsync_dagster.passes import PassCursor
+from mixsync_dagster.core.passes import PassCursor
+from mixsync_dagster.dagster.definitions import build_definitions
 from mixsync_dagster.state import StateStore
 from mixsync_dagster.targets.local import LocalBucketTarget
 

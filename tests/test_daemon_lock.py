@@ -21,7 +21,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 from dagster_graphql import DagsterGraphQLClient
 
-from mixsync_dagster.jobs import SYNC_TAG, run_config_for
+from mixsync_dagster.dagster.jobs import SYNC_TAG, run_config_for
 from mixsync_dagster.providers.local import LocalProvider
 from mixsync_dagster.state import StateStore
 from tests.dagster_server import REPO, DagsterServers, prepare_home

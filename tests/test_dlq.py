@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from mixsync_dagster.cli import main
-from mixsync_dagster.preview import PreviewTotals, preview
+from mixsync_dagster.core.preview import PreviewTotals, preview
 from mixsync_dagster.state import StateStore
 from tests.harness import Driver, objects, write_config
 

@@ -316,8 +316,8 @@ def test_crash_between_target_create_and_state_commit_never_duplicates(
     tmp_path, src, state_url, instance
 ):
     """Reproduce the state a SIGKILL leaves between the bucket's answer and our commit."""
-    from mixsync_dagster import engine
-    from mixsync_dagster.records import FileItem
+    from mixsync_dagster.core import engine
+    from mixsync_dagster.core.records import FileItem
 
     make_files(src, 4)
     cfg = write_config(
@@ -333,7 +333,7 @@ def test_crash_between_target_create_and_state_commit_never_duplicates(
     with rt.store.tx() as c:
         rt.store.set_items(c, work_id, [r.idx for r in rows], status="creating")
     specs = [engine._spec(rt, FileItem.from_json(r.item), {}) for r in rows]
-    first = rt.target.create_objects(specs)
+    first = rt.target.put_objects(specs)
     assert all(r.created for r in first)
     # ... then died before recording them. The retried run adopts them instead of re-creating.
     result = d.execute("s1", reqs[0])

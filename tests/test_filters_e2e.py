@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from mixsync_dagster import engine
 from mixsync_dagster import state as state_tables
 from mixsync_dagster.config import FileFilters
-from mixsync_dagster.filters import compile_filters
-from mixsync_dagster.preview import PreviewTotals, preview
-from mixsync_dagster.records import FileItem
+from mixsync_dagster.core import engine
+from mixsync_dagster.core.filters import compile_filters
+from mixsync_dagster.core.preview import PreviewTotals, preview
+from mixsync_dagster.core.records import FileItem
 from mixsync_dagster.state import StateStore
 from mixsync_dagster.targets import local as local_tables
 from tests.harness import Driver, objects, write_config

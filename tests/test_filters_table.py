@@ -6,7 +6,7 @@ rejection also names the filter that rejected the file (Verdict.filter), and for
 the reason must show the compared values.
 
 The spec lives in the feature page (/work/shared/seed/syncs-feature-page.txt) and in the
-docstring of `mixsync_dagster.filters.normalize_pattern`.
+docstring of `mixsync_dagster.core.filters.normalize_pattern`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 
 from mixsync_dagster.config import FileFilters
-from mixsync_dagster.filters import (
+from mixsync_dagster.core.filters import (
     ACCEPT,
     Verdict,
     compile_filters,
     literal_prefix,
     normalize_pattern,
 )
-from mixsync_dagster.records import FileItem
+from mixsync_dagster.core.records import FileItem
 
 # ---------------------------------------------------------------- helpers
 

@@ -9,9 +9,9 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
+from mixsync_dagster.core.records import FileItem, Page, Skipped
 from mixsync_dagster.errors import FileVanished, ProviderError
 from mixsync_dagster.providers.local import LocalProvider
-from mixsync_dagster.records import FileItem, Page, Skipped
 
 
 def touch(path: Path, content: bytes = b"x") -> Path:

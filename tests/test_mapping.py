@@ -15,10 +15,10 @@ import pytest
 from pydantic import ValidationError
 
 from mixsync_dagster.config import SchemaMapping, parse_config
+from mixsync_dagster.config.paths import MISSING, parse_path, resolve
+from mixsync_dagster.core.mapping import Mapped, compile_mapping, mapping_needs_metadata
+from mixsync_dagster.core.records import FileItem
 from mixsync_dagster.errors import ConfigError, PermanentFileError
-from mixsync_dagster.mapping import Mapped, compile_mapping, mapping_needs_metadata
-from mixsync_dagster.mapping_paths import MISSING, parse_path, resolve
-from mixsync_dagster.records import FileItem
 
 MODIFIED = datetime(2025, 3, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
 

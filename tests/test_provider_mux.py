@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from pydantic import SecretStr
 
 from mixsync_dagster.config import MuxConnection
-from mixsync_dagster.config_loader import load_config
-from mixsync_dagster.engine import open_runtime
+from mixsync_dagster.config.loader import load_config
+from mixsync_dagster.core.engine import open_runtime
+from mixsync_dagster.core.preview import PreviewTotals, preview
+from mixsync_dagster.core.records import FileItem, Page
 from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
-from mixsync_dagster.preview import PreviewTotals, preview
 from mixsync_dagster.providers.mux import NO_RENDITION, MuxProvider
-from mixsync_dagster.records import FileItem, Page
 from mixsync_dagster.state import StateStore
 from tests.fake_mux import FakeMux
 from tests.harness import Driver, objects, write_config
@@ -430,7 +430,7 @@ def test_e2e_sync_change_and_delete_assets(tmp_path, mux: FakeMux, state_url, in
     assert set(objs) == set(ready)
     one = objs[ready[0]]
     asset0 = mux.asset(ready[0])
-    assert one["blob_url"] == f"{mux.url}/{asset0['playback_ids'][0]['id']}/highest.mp4"
+    assert one["uri"] == f"{mux.url}/{asset0['playback_ids'][0]['id']}/highest.mp4"
     assert one["mime_type"] == "video/mp4"
     assert one["size_bytes"] == int(asset0["static_renditions"]["files"][0]["filesize"])
     assert one["metadata"]["mixsync"]["provider"] == "mux"

@@ -152,7 +152,9 @@ def remote_spec(key: str, mime: str | None = "video/mp4", url: str | None = None
     return ObjectSpec(
         source_ref=f"s3:cams:{key}",
         source_key=key,
-        blob_url=url or f"https://cdn.example/{key}",
+        uri=f"s3://cams/{key}",
+        fetch_url=lambda: url or f"https://cdn.example/{key}",
+        idempotency_key=f"k-{key}",
         mime_type=mime,
         size=10,
         fingerprint="etag-1",
@@ -517,7 +519,9 @@ def test_rejections_name_the_field(fake):
         spec = ObjectSpec(
             source_ref="local:src:x.py",
             source_key="x.py",
-            blob_url=p.as_uri(),
+            uri=p.as_uri(),
+            fetch_url=p.as_uri,
+            idempotency_key="k-x",
             mime_type="text/x-python",
             size=p.stat().st_size,
             fingerprint="f",
@@ -600,8 +604,8 @@ def test_batches_updates_and_deletes_are_idempotent(fake):
     fake.drop_next(1, route="batches_create", when="after")
     bid = t.create_batch([a.object_id, b.object_id])
     fake.drop_next(1, route="batch_submit", when="after")
-    task = t.submit_batch(bid)
-    assert task and t.submit_batch(bid) == task  # 409 already submitted: same task
+    task = t._submit_draft(bid)
+    assert task and t._submit_draft(bid) == task  # 409 already submitted: same task
     assert len(fake.tasks) == 1
     assert t.get_batch(bid)["status"] == "COMPLETED"
     status = t.get_task(task)
@@ -609,7 +613,7 @@ def test_batches_updates_and_deletes_are_idempotent(fake):
     assert t.get_task("task_forgotten") is None
     fake.process_seconds = 60
     bid2 = t.create_batch([a.object_id])
-    task2 = t.submit_batch(bid2)
+    task2 = t._submit_draft(bid2)
     assert task2 and (t.get_task(task2) or {})["status"] == "PROCESSING"
     # Update keeps the id; an object deleted behind our back is created again.
     moved = remote_spec("a.mp4", url="https://cdn.example/a-v2.mp4")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from mixsync_dagster.jobs import WORKER_TAG
+from mixsync_dagster.dagster.jobs import WORKER_TAG
 from mixsync_dagster.state import StateStore
 from tests.harness import objects, write_config
 

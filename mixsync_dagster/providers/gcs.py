@@ -31,8 +31,8 @@ from google.cloud.storage.fileio import BlobReader
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from mixsync_dagster.config import GCSConnection, split_bucket_path
+from mixsync_dagster.core.records import FileItem, Page, Skipped
 from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
-from mixsync_dagster.records import FileItem, Page, Skipped
 
 LIST_RETRY_SECONDS = 20.0
 """Retry budget of one listing request. Listing runs inside a sensor tick, which Dagster stops

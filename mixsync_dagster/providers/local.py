@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from mixsync_dagster.core.records import FileItem, Page, Skipped, utc_from_timestamp
 from mixsync_dagster.errors import FileVanished, ProviderError
-from mixsync_dagster.records import FileItem, Page, Skipped, utc_from_timestamp
 
 
 class LocalProvider:

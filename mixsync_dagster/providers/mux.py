@@ -55,8 +55,8 @@ from tenacity import (
 )
 
 from mixsync_dagster.config import MuxConnection
+from mixsync_dagster.core.records import FileItem, Page, Skipped
 from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
-from mixsync_dagster.records import FileItem, Page, Skipped
 
 log = logging.getLogger(__name__)
 

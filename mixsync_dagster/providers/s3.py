@@ -30,8 +30,8 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from mixsync_dagster.config import S3Connection, split_bucket_path
+from mixsync_dagster.core.records import FileItem, Page, Skipped
 from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
-from mixsync_dagster.records import FileItem, Page, Skipped
 
 log = logging.getLogger(__name__)
 

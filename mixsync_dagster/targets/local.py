@@ -25,9 +25,9 @@ from sqlalchemy import (
     update,
 )
 
+from mixsync_dagster.core.records import utcnow
 from mixsync_dagster.errors import FileVanished
-from mixsync_dagster.records import utcnow
-from mixsync_dagster.targets import ObjectResult, ObjectSpec
+from mixsync_dagster.targets.base import ObjectResult, ObjectSpec, SubmittedBatch
 
 local_metadata = MetaData()
 
@@ -38,7 +38,8 @@ objects = Table(
     Column("bucket", String(64), nullable=False),
     Column("source_ref", Text, nullable=False),
     Column("source_key", Text, nullable=False),
-    Column("blob_url", Text),
+    Column("blob_url", Text),  # v3; no longer written (it held presigned URLs)
+    Column("uri", Text),
     Column("mime_type", String(255)),
     Column("size_bytes", BigInteger, nullable=False),
     Column("sha256", String(64)),
@@ -76,13 +77,17 @@ def _digest(spec: ObjectSpec) -> str | None:
 
 
 class LocalBucketTarget:
-    """A bucket kept in SQL. Reads each blob once (sha256), so a vanished file is noticed."""
+    """A bucket kept in SQL. Reads each blob once (sha256), so a vanished file is noticed.
+
+    One object per source reference (a unique constraint): a new version of a file replaces
+    the object's content in place, which this bucket, unlike Mixpeek's, can do.
+    """
 
     def __init__(self, engine: Engine, bucket: str):
         self.engine = engine
         self.bucket = bucket
 
-    def create_objects(self, specs: list[ObjectSpec]) -> list[ObjectResult]:
+    def put_objects(self, specs: list[ObjectSpec]) -> list[ObjectResult]:
         results: list[ObjectResult | None] = [None] * len(specs)
         digests: dict[int, str | None] = {}
         for i, spec in enumerate(specs):
@@ -98,9 +103,11 @@ class LocalBucketTarget:
             refs = [specs[i].source_ref for i in live]
             existing = (
                 {
-                    r.source_ref: r.object_id
+                    r.source_ref: (r.object_id, r.fingerprint)
                     for r in c.execute(
-                        select(objects.c.source_ref, objects.c.object_id).where(
+                        select(
+                            objects.c.source_ref, objects.c.object_id, objects.c.fingerprint
+                        ).where(
                             and_(objects.c.bucket == self.bucket, objects.c.source_ref.in_(refs))
                         )
                     )
@@ -111,32 +118,32 @@ class LocalBucketTarget:
             rows: list[dict[str, Any]] = []
             for i in live:
                 spec = specs[i]
-                if spec.source_ref in existing:
-                    results[i] = ObjectResult(object_id=existing[spec.source_ref], created=False)
+                found = existing.get(spec.source_ref)
+                if found is not None:
+                    oid, fingerprint = found
+                    if fingerprint != spec.fingerprint:
+                        c.execute(
+                            update(objects)
+                            .where(objects.c.object_id == oid)
+                            .values(**self._row(spec, digests[i]))
+                        )
+                        existing[spec.source_ref] = (oid, spec.fingerprint)
+                    results[i] = ObjectResult(object_id=oid, created=False)
                     continue
                 oid = "obj_" + uuid.uuid4().hex[:24]
-                existing[spec.source_ref] = oid
+                existing[spec.source_ref] = (oid, spec.fingerprint)
                 rows.append(self._row(spec, digests[i]) | {"object_id": oid, "created_at": now})
                 results[i] = ObjectResult(object_id=oid, created=True)
             if rows:
                 c.execute(insert(objects), rows)
         return [r if r is not None else ObjectResult(error="not processed") for r in results]
 
-    def find_objects(self, source_refs: list[str]) -> dict[str, str]:
-        with self.engine.connect() as c:
-            rows = c.execute(
-                select(objects.c.source_ref, objects.c.object_id).where(
-                    and_(objects.c.bucket == self.bucket, objects.c.source_ref.in_(source_refs))
-                )
-            )
-            return {r.source_ref: r.object_id for r in rows}
-
     def _row(self, spec: ObjectSpec, sha: str | None) -> dict[str, Any]:
         return {
             "bucket": self.bucket,
             "source_ref": spec.source_ref,
             "source_key": spec.source_key,
-            "blob_url": spec.blob_url,
+            "uri": spec.uri,
             "mime_type": spec.mime_type,
             "size_bytes": spec.size,
             "sha256": sha,
@@ -147,66 +154,41 @@ class LocalBucketTarget:
             "updated_at": utcnow(),
         }
 
-    def update_object(self, object_id: str, spec: ObjectSpec) -> ObjectResult:
-        try:
-            sha = _digest(spec)
-        except FileVanished as e:
-            return ObjectResult(error=str(e), vanished=True)
-        with self.engine.begin() as c:
-            res = c.execute(
-                update(objects)
-                .where(and_(objects.c.object_id == object_id, objects.c.bucket == self.bucket))
-                .values(**self._row(spec, sha))
-            )
-        if not res.rowcount:
-            # The object was deleted behind our back: create it afresh rather than lose the file.
-            return self.create_objects([spec])[0]
-        return ObjectResult(object_id=object_id, created=False)
-
-    def delete_object(self, object_id: str) -> None:
+    def delete_objects(self, object_ids: list[str]) -> dict[str, str]:
         with self.engine.begin() as c:
             c.execute(
                 delete(objects).where(
-                    and_(objects.c.object_id == object_id, objects.c.bucket == self.bucket)
+                    and_(objects.c.object_id.in_(object_ids), objects.c.bucket == self.bucket)
                 )
             )
+        return {}
 
-    def create_batch(self, object_ids: list[str]) -> str:
+    def submit_batch(self, object_ids: list[str]) -> SubmittedBatch:
+        """The local pipeline: process at once, marking the batch's objects PROCESSED."""
         bid = "btch_" + uuid.uuid4().hex[:24]
+        task = "task_" + uuid.uuid4().hex[:24]
+        now = utcnow()
         with self.engine.begin() as c:
             c.execute(
                 insert(batches).values(
                     batch_id=bid,
                     bucket=self.bucket,
                     object_ids=list(object_ids),
-                    status="DRAFT",
-                    created_at=utcnow(),
+                    status="COMPLETED",
+                    task_id=task,
+                    created_at=now,
+                    submitted_at=now,
+                    completed_at=now,
                 )
             )
-        return bid
-
-    def submit_batch(self, batch_id: str) -> str | None:
-        """The local pipeline: process synchronously, marking the batch's objects PROCESSED."""
-        task = "task_" + uuid.uuid4().hex[:24]
-        now = utcnow()
-        with self.engine.begin() as c:
-            ids = c.execute(
-                select(batches.c.object_ids).where(batches.c.batch_id == batch_id)
-            ).scalar_one()
             # By primary key only: with `bucket = ?` in the WHERE, SQLite picks the
-            # (bucket, source_ref) index and scans the whole bucket for every batch. The ids
-            # come from this bucket's own batch row.
+            # (bucket, source_ref) index and scans the whole bucket for every batch.
             c.execute(
                 update(objects)
-                .where(objects.c.object_id.in_(ids))
+                .where(objects.c.object_id.in_(list(object_ids)))
                 .values(status="PROCESSED", updated_at=now)
             )
-            c.execute(
-                update(batches)
-                .where(batches.c.batch_id == batch_id)
-                .values(status="COMPLETED", task_id=task, submitted_at=now, completed_at=now)
-            )
-        return task
+        return SubmittedBatch(bid, task)
 
     def batch_status(self, batch_id: str) -> str:
         with self.engine.connect() as c:

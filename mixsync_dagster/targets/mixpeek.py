@@ -89,7 +89,7 @@ from tenacity import (
 
 from mixsync_dagster.config import MixpeekBucket
 from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
-from mixsync_dagster.targets import ObjectResult, ObjectSpec
+from mixsync_dagster.targets.base import ObjectResult, ObjectSpec, SubmittedBatch
 
 log = logging.getLogger("mixsync.targets.mixpeek")
 
@@ -462,7 +462,7 @@ class MixpeekTarget:
                 continue
             blob: dict[str, Any] = {"property": self.blob_property, "type": btype}
             body: dict[str, Any] = {"blobs": [blob], "metadata": meta, "skip_duplicates": False}
-            url = spec.blob_url
+            url = spec.fetch_url() if spec.fetch_url is not None else None
             if url is None and spec.open_blob is None:
                 out.append(ObjectResult(error=f"{spec.source_key}: the provider gave no blob URL"))
                 continue
@@ -571,6 +571,28 @@ class MixpeekTarget:
             )
 
     # ------------------------------------------------------------ BucketTarget
+
+    def put_objects(self, specs: list[ObjectSpec]) -> list[ObjectResult]:
+        """Changed files update their object; new ones are created (see create_objects)."""
+        results: list[ObjectResult | None] = [None] * len(specs)
+        new = []
+        for i, spec in enumerate(specs):
+            if spec.replaces:
+                results[i] = self.update_object(spec.replaces, spec)
+            else:
+                new.append(i)
+        for i, res in zip(new, self.create_objects([specs[i] for i in new]), strict=True):
+            results[i] = res
+        return [r if r is not None else ObjectResult(error="not processed") for r in results]
+
+    def delete_objects(self, object_ids: list[str]) -> dict[str, str]:
+        for oid in object_ids:
+            self.delete_object(oid)
+        return {}
+
+    def submit_batch(self, object_ids: list[str]) -> SubmittedBatch:
+        batch_id = self.create_batch(object_ids)
+        return SubmittedBatch(batch_id, self._submit_draft(batch_id))
 
     def create_objects(self, specs: list[ObjectSpec]) -> list[ObjectResult]:
         """Create objects in bulk; a spec whose source reference has an object already gets it
@@ -767,7 +789,7 @@ class MixpeekTarget:
         ).json()
         return str(data["batch_id"])
 
-    def submit_batch(self, batch_id: str) -> str | None:
+    def _submit_draft(self, batch_id: str) -> str | None:
         """Submit a batch for processing; a batch submitted already returns its task id."""
         path = f"{self._prefix}/batches/{quote(batch_id, safe='')}/submit"
         resp = self._call("POST", path, body={}, accept=(409,))

@@ -25,8 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from mixsync_dagster.records import utcnow
-from mixsync_dagster.state_schema import (
+from mixsync_dagster.core.records import utcnow
+from mixsync_dagster.state.schema import (
     SCHEMA_VERSION,
     STATUSES,
     as_utc,

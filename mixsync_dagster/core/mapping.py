@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mixsync_dagster.config import Mapping, SchemaMapping
+from mixsync_dagster.config.paths import MISSING, parse_path, resolve
+from mixsync_dagster.core.records import FileItem
 from mixsync_dagster.errors import PermanentFileError
-from mixsync_dagster.mapping_paths import MISSING, parse_path, resolve
-from mixsync_dagster.records import FileItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ class Mapped:
 
 def file_record(item: FileItem) -> dict[str, Any]:
     """The record that mapping paths address (`metadata.*`, `name`, `path`, ...)."""
-    from mixsync_dagster.filters import mime_type_of
+    from mixsync_dagster.core.filters import mime_type_of
 
     return {
         "metadata": item.metadata,

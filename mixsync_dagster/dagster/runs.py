@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
-from mixsync_dagster.jobs import SYNC_TAG, WORKER_TAG
+from mixsync_dagster.dagster.jobs import SYNC_TAG, WORKER_TAG
+from mixsync_dagster.dagster.workers import is_alive
 from mixsync_dagster.state import StateStore
-from mixsync_dagster.workers import is_alive
 
 IN_FLIGHT_STATUSES = [
     DagsterRunStatus.NOT_STARTED,

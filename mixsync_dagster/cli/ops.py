@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from mixsync_dagster.cli import (
+from mixsync_dagster.cli.app import (
     EXIT_CONFIG,
     EXIT_FAILED,
     Ctx,
@@ -32,8 +32,8 @@ def unlock(obj: Ctx, name: str, force: bool) -> None:
     """Release a sync whose lock is held by a run that is no longer alive."""
     import signal
 
+    from mixsync_dagster.dagster.runs import holders, release
     from mixsync_dagster.state import StateStore
-    from mixsync_dagster.unlock import holders, release
 
     cfg = obj.cfg
     cfg.sync(name)

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 
 from mixsync_dagster import state as st
+from mixsync_dagster.core.records import utcnow
+from mixsync_dagster.core.runtime import SyncRuntime
 from mixsync_dagster.errors import MixsyncError
-from mixsync_dagster.records import utcnow
-from mixsync_dagster.runtime import SyncRuntime
 from mixsync_dagster.state import chunks
 
 
@@ -74,7 +74,9 @@ def reconcile(rt: SyncRuntime, work_id: str) -> dict[str, int]:
     for group in chunks(rows, 100):
         for r in group:
             info = json.loads(r.item)
-            rt.target.delete_object(info["object_id"])
+            errors = rt.target.delete_objects([info["object_id"]])
+            if errors:
+                raise MixsyncError(f"reconcile could not delete {r.source_key}: {errors}")
             with rt.store.tx() as c:
                 rt.store.set_items(c, work_id, [r.idx], status="deleted", reason=info["reason"])
                 where = and_(t.c.sync == rt.name, t.c.source_key == r.source_key)

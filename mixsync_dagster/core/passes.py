@@ -11,9 +11,9 @@ import secrets
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
-from mixsync_dagster import engine
-from mixsync_dagster.engine import SyncRuntime
-from mixsync_dagster.records import utcnow
+from mixsync_dagster.core import engine
+from mixsync_dagster.core.engine import SyncRuntime
+from mixsync_dagster.core.records import utcnow
 
 
 @dataclass(frozen=True)

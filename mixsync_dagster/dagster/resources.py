@@ -6,7 +6,7 @@ import os
 from dagster import ConfigurableResource
 
 from mixsync_dagster.config import MixsyncConfig, load_config
-from mixsync_dagster.engine import SyncRuntime, open_runtime
+from mixsync_dagster.core.engine import SyncRuntime, open_runtime
 
 
 @functools.lru_cache(maxsize=8)

@@ -8,9 +8,9 @@ from pathlib import Path
 from dagster import AssetSpec, Definitions
 
 from mixsync_dagster.config import config_path, load_config
-from mixsync_dagster.jobs import asset_key_for, build_sync_job
-from mixsync_dagster.resources import MixsyncResource
-from mixsync_dagster.sensors import build_run_failure_sensor, build_sync_sensor
+from mixsync_dagster.dagster.jobs import asset_key_for, build_sync_job
+from mixsync_dagster.dagster.resources import MixsyncResource
+from mixsync_dagster.dagster.sensors import build_run_failure_sensor, build_sync_sensor
 
 
 def build_definitions(path: str | os.PathLike[str] | None = None) -> Definitions:

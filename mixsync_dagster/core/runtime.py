@@ -10,9 +10,9 @@ from sqlalchemy import and_, bindparam, update
 
 from mixsync_dagster import state as st
 from mixsync_dagster.config import MixsyncConfig, SyncConfig
-from mixsync_dagster.providers import Provider, get_provider
+from mixsync_dagster.providers.base import Provider, get_provider
 from mixsync_dagster.state import StateStore
-from mixsync_dagster.targets import BucketTarget
+from mixsync_dagster.targets.base import BucketTarget
 
 
 @dataclass(frozen=True)

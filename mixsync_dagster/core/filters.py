@@ -16,8 +16,8 @@ from typing import Any
 from wcmatch import glob
 
 from mixsync_dagster.config import FileFilters, MetadataFilter
-from mixsync_dagster.mapping_paths import MISSING, resolve
-from mixsync_dagster.records import FileItem
+from mixsync_dagster.config.paths import MISSING, resolve
+from mixsync_dagster.core.records import FileItem
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,11 +29,11 @@ from dagster import (
     op,
 )
 
-from mixsync_dagster import engine
 from mixsync_dagster.config import SyncConfig
+from mixsync_dagster.core import engine
+from mixsync_dagster.dagster.resources import MixsyncResource
+from mixsync_dagster.dagster.workers import worker_id
 from mixsync_dagster.errors import AuthError, MixsyncError, SyncBusy
-from mixsync_dagster.resources import MixsyncResource
-from mixsync_dagster.workers import worker_id
 
 SYNC_TAG = "mixsync/sync"
 PASS_TAG = "mixsync/pass"

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from mixsync_dagster.config import (
+from mixsync_dagster.config.models import (
     GCSConnection,
     LocalConnection,
     MixsyncConfig,

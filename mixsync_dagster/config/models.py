@@ -1,8 +1,4 @@
-"""The syncs.yaml contract as pydantic models (field names, defaults and ranges as Mixpeek's).
-
-Loading and error reporting live in `config_loader`; `load_config` and friends are re-exported
-here so callers have one import for the contract.
-"""
+"""The syncs.yaml contract as pydantic models (field names, defaults and ranges as Mixpeek's)."""
 
 from __future__ import annotations
 
@@ -20,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from mixsync_dagster.mapping_paths import parse_path
+from mixsync_dagster.config.paths import parse_path
 
 SYNC_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 MIME_PATTERN_RE = re.compile(r"^[\w.+-]+/(\*|[\w.+-]+)$")
@@ -369,22 +365,29 @@ class MixsyncConfig(_Model):
         return f"sqlite:///{Path(self.base_dir).resolve() / '.mixsync' / 'state.db'}"
 
 
-# Re-exported so `from mixsync_dagster.config import load_config` keeps working; imported last
-# because the loader needs the models above.
-from mixsync_dagster.config_loader import (  # noqa: E402
-    CONFIG_ENV_VAR,
-    DEFAULT_CONFIG_NAME,
-    config_path,
-    load_config,
-    parse_config,
-    split_bucket_path,
-)
-
 __all__ = [
-    "CONFIG_ENV_VAR",
-    "DEFAULT_CONFIG_NAME",
-    "config_path",
-    "load_config",
-    "parse_config",
-    "split_bucket_path",
+    "MIME_PATTERN_RE",
+    "SYNC_MODE_ALIASES",
+    "SYNC_NAME_RE",
+    "Bucket",
+    "Connection",
+    "EnvRef",
+    "FieldMapping",
+    "FileFilters",
+    "GCSConnection",
+    "LocalBucket",
+    "LocalConnection",
+    "Mapping",
+    "MappingSource",
+    "MetadataFilter",
+    "MetadataOperator",
+    "MixpeekBucket",
+    "MixsyncConfig",
+    "MuxConnection",
+    "S3Connection",
+    "S3Credentials",
+    "SchemaMapping",
+    "StateConfig",
+    "SyncConfig",
+    "_Model",
 ]

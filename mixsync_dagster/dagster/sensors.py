@@ -14,13 +14,13 @@ from dagster import (
     sensor,
 )
 
-from mixsync_dagster import engine
 from mixsync_dagster.config import SyncConfig
+from mixsync_dagster.core import engine
+from mixsync_dagster.core.passes import PassCursor, tick
+from mixsync_dagster.dagster.jobs import PASS_TAG, SYNC_TAG, run_config_for
+from mixsync_dagster.dagster.resources import MixsyncResource
+from mixsync_dagster.dagster.runs import in_flight_run, sweep_dead
 from mixsync_dagster.errors import ProviderError
-from mixsync_dagster.jobs import PASS_TAG, SYNC_TAG, run_config_for
-from mixsync_dagster.passes import PassCursor, tick
-from mixsync_dagster.resources import MixsyncResource
-from mixsync_dagster.unlock import in_flight_run, sweep_dead
 
 MAX_TICK_INTERVAL_SECONDS = 30
 """Ticks at least this often so `mixsync trigger` and paused/resumed syncs react within 30 s;

@@ -8,22 +8,23 @@ retried or re-executed step carries on where the last attempt stopped.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import and_, delete, update
 
 from mixsync_dagster import state as st
-from mixsync_dagster.errors import MixsyncError, PermanentFileError
-from mixsync_dagster.filters import (
+from mixsync_dagster.core.filters import (
     filters_hash,
     mime_type_of,
 )
-from mixsync_dagster.mapping import compile_mapping
-from mixsync_dagster.planning import MAX_ATTEMPTS, evaluate, retry_delay
-from mixsync_dagster.records import FileItem, utcnow
-from mixsync_dagster.runtime import SyncRuntime, update_tracked
+from mixsync_dagster.core.mapping import compile_mapping
+from mixsync_dagster.core.planning import MAX_ATTEMPTS, evaluate, retry_delay
+from mixsync_dagster.core.records import FileItem, utcnow
+from mixsync_dagster.core.runtime import SyncRuntime, update_tracked
+from mixsync_dagster.errors import MixsyncError, PermanentFileError
 from mixsync_dagster.state import TrackedRow, chunks
-from mixsync_dagster.targets import ObjectResult, ObjectSpec
+from mixsync_dagster.targets.base import ObjectResult, ObjectSpec, idempotency_key
 
 
 def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
@@ -108,6 +109,7 @@ def create_objects(
         if heartbeat is not None:
             heartbeat()
         items = {r.idx: FileItem.from_json(r.item) for r in group}
+        rows_by_idx = {r.idx: r for r in group}
         with rt.store.tx() as c:
             known = rt.store.lookup(c, rt.name, [i.key for i in items.values()])
         outcomes: dict[int, ObjectResult] = {}
@@ -122,32 +124,27 @@ def create_objects(
             specs.append((r.idx, _spec(rt, item, mapped.fields)))
         # Possibly created already: marked `creating` by an attempt that died, or a retry of a
         # file whose earlier pass died before recording its object (a new work list then).
-        interrupted = {
-            r.idx
-            for r in group
-            if r.status == "creating"
-            or (r.action == "retry" and not getattr(known.get(r.source_key), "object_id", None))
-        }
-        if interrupted:
-            refs = [s.source_ref for idx, s in specs if idx in interrupted]
-            found = rt.target.find_objects(refs) if refs else {}
-            for idx, spec in specs:
-                if spec.source_ref in found:
-                    outcomes[idx] = ObjectResult(object_id=found[spec.source_ref], created=False)
-        to_create = []
+        to_put = []
         for idx, spec in specs:
-            if idx in outcomes:
-                continue
             prior = known.get(items[idx].key)
-            if prior is not None and prior.object_id:
-                outcomes[idx] = rt.target.update_object(prior.object_id, spec)
-            else:
-                to_create.append((idx, spec))
-        if to_create:
+            interrupted = rows_by_idx[idx].status == "creating" or (
+                rows_by_idx[idx].action == "retry" and not getattr(prior, "object_id", None)
+            )
+            to_put.append(
+                (
+                    idx,
+                    replace(
+                        spec,
+                        replaces=prior.object_id if prior is not None else None,
+                        interrupted=interrupted,
+                    ),
+                )
+            )
+        if to_put:
             with rt.store.tx() as c:
-                rt.store.set_items(c, work_id, [idx for idx, _ in to_create], status="creating")
-            results = rt.target.create_objects([s for _, s in to_create])
-            outcomes.update({idx: res for (idx, _), res in zip(to_create, results, strict=True)})
+                rt.store.set_items(c, work_id, [idx for idx, _ in to_put], status="creating")
+            results = rt.target.put_objects([s for _, s in to_put])
+            outcomes.update({idx: res for (idx, _), res in zip(to_put, results, strict=True)})
         _record_outcomes(rt, work_id, items, known, outcomes, fhash, counts)
     return counts
 
@@ -157,10 +154,11 @@ def _spec(rt: SyncRuntime, item: FileItem, fields: dict[str, Any]) -> ObjectSpec
     return ObjectSpec(
         source_ref=rt.source_ref(item.key),
         source_key=item.key,
-        blob_url=provider.blob_url(item),
+        fingerprint=item.fingerprint,
+        idempotency_key=idempotency_key(rt.name, item.key, item.fingerprint),
+        uri=item.url or item.key,
         mime_type=mime_type_of(item),
         size=item.size,
-        fingerprint=item.fingerprint,
         metadata={
             **rt.sync.metadata,
             "mixsync": {
@@ -172,6 +170,7 @@ def _spec(rt: SyncRuntime, item: FileItem, fields: dict[str, Any]) -> ObjectSpec
             },
         },
         fields=fields,
+        fetch_url=lambda: provider.blob_url(item),
         open_blob=(lambda: provider.open(item)) if provider.cheap_open else None,
     )
 
@@ -269,43 +268,26 @@ def submit_batches(rt: SyncRuntime, work_id: str) -> dict[str, int]:
     if rt.sync.skip_batch_submission:
         return {"batches": 0, "submitted": 0}
     pending = [r for r in rt.store.work_items(work_id, status="synced") if r.batch_id is None]
-    created = 0
+    submitted = 0
     for group in chunks(pending, rt.sync.batch_size):
         ids = [r.object_id for r in group if r.object_id]
-        bid = rt.target.create_batch(ids)
+        batch = rt.target.submit_batch(ids)
         with rt.store.tx() as c:
             c.execute(
                 st.batches.insert().values(
-                    batch_id=bid,
+                    batch_id=batch.batch_id,
                     sync=rt.name,
                     work_id=work_id,
-                    status="created",
+                    status="submitted",
                     object_count=len(ids),
+                    task_id=batch.task_id,
                     created_at=utcnow(),
+                    submitted_at=utcnow(),
                 )
             )
-            rt.store.set_items(c, work_id, [r.idx for r in group], batch_id=bid)
-        created += 1
-    submitted = 0
-    with rt.store.tx() as c:
-        todo = [
-            r.batch_id
-            for r in c.execute(
-                st.batches.select().where(
-                    and_(st.batches.c.work_id == work_id, st.batches.c.status == "created")
-                )
-            )
-        ]
-    for bid in todo:
-        task = rt.target.submit_batch(bid)
-        with rt.store.tx() as c:
-            c.execute(
-                update(st.batches)
-                .where(st.batches.c.batch_id == bid)
-                .values(status="submitted", task_id=task, submitted_at=utcnow())
-            )
+            rt.store.set_items(c, work_id, [r.idx for r in group], batch_id=batch.batch_id)
         submitted += 1
-    return {"batches": created, "submitted": submitted}
+    return {"batches": submitted, "submitted": submitted}
 
 
 def checkpoint(rt: SyncRuntime, work_id: str) -> dict[str, Any]:
@@ -327,7 +309,7 @@ def checkpoint(rt: SyncRuntime, work_id: str) -> dict[str, Any]:
 
 
 # The sync core's public names, in one place for the Dagster layer, the CLI and tests.
-from mixsync_dagster.lifecycle import (  # noqa: E402
+from mixsync_dagster.core.lifecycle import (  # noqa: E402
     LEASE_TTL_SECONDS,
     batch_summary,
     finish_pass,
@@ -336,7 +318,7 @@ from mixsync_dagster.lifecycle import (  # noqa: E402
     record_run_failure,
     refresh_batches,
 )
-from mixsync_dagster.planning import (  # noqa: E402
+from mixsync_dagster.core.planning import (  # noqa: E402
     PAGE_SIZE,
     TICK_LISTING_BUDGET_SECONDS,
     ChunkPlan,
@@ -344,8 +326,8 @@ from mixsync_dagster.planning import (  # noqa: E402
     listing_prefix,
     plan_chunk,
 )
-from mixsync_dagster.reconcile import plan_reconcile, reconcile  # noqa: E402
-from mixsync_dagster.runtime import open_runtime  # noqa: E402
+from mixsync_dagster.core.reconcile import plan_reconcile, reconcile  # noqa: E402
+from mixsync_dagster.core.runtime import open_runtime  # noqa: E402
 
 __all__ = [
     "LEASE_TTL_SECONDS",

@@ -100,7 +100,7 @@ def validate(obj: Ctx) -> None:
 
 def status_record(cfg: MixsyncConfig, name: str, refresh: bool = False) -> dict[str, Any]:
     """One sync's status and metrics, in the stable shape `status --json` prints."""
-    from mixsync_dagster import engine
+    from mixsync_dagster.core import engine
     from mixsync_dagster.state import StateStore
 
     sync = cfg.sync(name)
@@ -212,7 +212,7 @@ def resume(obj: Ctx, name: str) -> None:
 @_handle_errors
 def trigger(obj: Ctx, name: str) -> None:
     """Ask the running deployment to start a pass now (within 30 s), whatever the interval."""
-    from mixsync_dagster.records import utcnow
+    from mixsync_dagster.core.records import utcnow
     from mixsync_dagster.state import StateStore
 
     cfg = obj.cfg
@@ -252,7 +252,7 @@ def objects(obj: Ctx, bucket: str, as_json: bool) -> None:
             "status": r["status"],
             "fields": r["fields"],
             "metadata": r["metadata"],
-            "blob_url": r["blob_url"],
+            "uri": r["uri"],
             "sha256": r["sha256"],
             "created_at": _iso(r["created_at"]),
             "updated_at": _iso(r["updated_at"]),
@@ -279,9 +279,9 @@ def objects(obj: Ctx, bucket: str, as_json: bool) -> None:
 @_handle_errors
 def preview(obj: Ctx, name: str, limit: int | None, as_json: bool) -> None:
     """Show what a pass would do with each file, and why; writes nothing."""
-    from mixsync_dagster import engine
-    from mixsync_dagster.preview import VERDICTS, PreviewTotals
-    from mixsync_dagster.preview import preview as run_preview
+    from mixsync_dagster.core import engine
+    from mixsync_dagster.core.preview import VERDICTS, PreviewTotals
+    from mixsync_dagster.core.preview import preview as run_preview
 
     rt = engine.open_runtime(obj.cfg, name)
     totals = PreviewTotals()
@@ -343,12 +343,12 @@ def dagster_instance(cfg: MixsyncConfig) -> Iterator[Any]:
 @_handle_errors
 def sync(obj: Ctx, name: str) -> None:
     """Run one full pass now, in process, recorded in the Dagster instance."""
-    from mixsync_dagster import engine
-    from mixsync_dagster.definitions import build_definitions
-    from mixsync_dagster.jobs import PASS_TAG, SYNC_TAG, WORKER_TAG, run_config_for
-    from mixsync_dagster.records import utcnow
-    from mixsync_dagster.unlock import in_flight_run, sweep_dead
-    from mixsync_dagster.workers import worker_id
+    from mixsync_dagster.core import engine
+    from mixsync_dagster.core.records import utcnow
+    from mixsync_dagster.dagster.definitions import build_definitions
+    from mixsync_dagster.dagster.jobs import PASS_TAG, SYNC_TAG, WORKER_TAG, run_config_for
+    from mixsync_dagster.dagster.runs import in_flight_run, sweep_dead
+    from mixsync_dagster.dagster.workers import worker_id
 
     cfg = obj.cfg
     rt = engine.open_runtime(cfg, name)
@@ -417,10 +417,3 @@ def sync(obj: Ctx, name: str) -> None:
         f"deleted {totals.get('deleted', 0)}; "
         f"status {new_status}"
     )
-
-
-# The operations commands (check, unlock, dlq) live in cli_ops; importing it registers them.
-from mixsync_dagster import cli_ops  # noqa: E402,F401
-
-if __name__ == "__main__":
-    main()

@@ -8,15 +8,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mixsync_dagster.config import SyncConfig
-from mixsync_dagster.filters import (
+from mixsync_dagster.core.filters import (
     Verdict,
     compile_filters,
     filters_hash,
     literal_prefix,
 )
-from mixsync_dagster.mapping import mapping_needs_metadata
-from mixsync_dagster.records import FileItem, Skipped, utcnow
-from mixsync_dagster.runtime import SyncRuntime
+from mixsync_dagster.core.mapping import mapping_needs_metadata
+from mixsync_dagster.core.records import FileItem, Skipped, utcnow
+from mixsync_dagster.core.runtime import SyncRuntime
 from mixsync_dagster.state import TrackedRow, chunks
 
 MAX_ATTEMPTS = 3

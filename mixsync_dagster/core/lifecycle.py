@@ -8,10 +8,11 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 
 from mixsync_dagster import state as st
+from mixsync_dagster.core.records import utcnow
+from mixsync_dagster.core.runtime import SyncRuntime
 from mixsync_dagster.errors import SyncBusy
-from mixsync_dagster.records import utcnow
-from mixsync_dagster.runtime import SyncRuntime
 from mixsync_dagster.state import StateStore
+from mixsync_dagster.targets.base import FAILED_BATCH_STATUSES, TERMINAL_BATCH_STATUSES
 
 LEASE_TTL_SECONDS = 600
 """A run renews its sync's lease at every step and commit; a dead run's lease lapses after this."""
@@ -99,9 +100,6 @@ def finish_pass(rt: SyncRuntime, pass_id: str, started_at: datetime) -> str:
     return str(status)
 
 
-TERMINAL_BATCH = frozenset({"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED"})
-
-
 def refresh_batches(rt: SyncRuntime, limit: int = 20) -> int:
     """Ask the bucket about the oldest submitted batches that have not finished yet."""
     b = st.batches
@@ -114,7 +112,10 @@ def refresh_batches(rt: SyncRuntime, limit: int = 20) -> int:
                     and_(
                         b.c.sync == rt.name,
                         b.c.status == "submitted",
-                        or_(b.c.remote_status.is_(None), b.c.remote_status.not_in(TERMINAL_BATCH)),
+                        or_(
+                            b.c.remote_status.is_(None),
+                            b.c.remote_status.not_in(TERMINAL_BATCH_STATUSES),
+                        ),
                     )
                 )
                 .order_by(b.c.submitted_at)
@@ -145,9 +146,9 @@ def batch_summary(rt: SyncRuntime, listed: int = 20) -> dict[str, Any]:
     pending, failed, completed = [], [], 0
     for r in rows:
         remote = (r.remote_status or "").upper()
-        if remote in ("FAILED", "CANCELED", "COMPLETED_WITH_ERRORS"):
+        if remote in FAILED_BATCH_STATUSES:
             failed.append({"batch_id": r.batch_id, "status": remote, "task_id": r.task_id})
-        elif remote == "COMPLETED":
+        elif remote in TERMINAL_BATCH_STATUSES:
             completed += 1
         else:
             pending.append(

@@ -6,11 +6,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from mixsync_dagster.engine import PAGE_SIZE, SyncRuntime, classify, evaluate, listing_prefix
+from mixsync_dagster.core.engine import PAGE_SIZE, SyncRuntime, classify, evaluate, listing_prefix
+from mixsync_dagster.core.filters import filters_hash
+from mixsync_dagster.core.mapping import Mapped, compile_mapping
+from mixsync_dagster.core.records import FileItem, utcnow
 from mixsync_dagster.errors import PermanentFileError
-from mixsync_dagster.filters import filters_hash
-from mixsync_dagster.mapping import Mapped, compile_mapping
-from mixsync_dagster.records import FileItem, utcnow
 from mixsync_dagster.state import TrackedRow
 
 VERDICTS = (

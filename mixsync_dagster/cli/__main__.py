@@ -1,0 +1,3 @@
+from mixsync_dagster.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""Providers list a source in resumable pages and open files. They know nothing of syncs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO, Protocol
+
+from mixsync_dagster.config import LocalConnection, MixsyncConfig
+from mixsync_dagster.core.records import FileItem, Page
+
+
+class Provider(Protocol):
+    """The whole interface a storage provider implements."""
+
+    name: str
+    """Short provider id recorded on objects for source tracking (`local`, `s3`, ...)."""
+    cheap_open: bool
+    """True when open() costs no network transfer; the local bucket then hashes the bytes."""
+
+    def list_pages(
+        self, source_path: str, position: str | None, page_size: int, prefix: str = ""
+    ) -> Iterator[Page]:
+        """Pages of files after `position` (None = from the start), in a stable order.
+
+        Each page's `next_position` resumes right after it; the last page's is None. Only one
+        page is held in memory at a time. `prefix` (relative to source_path) narrows the listing
+        where the filters allow it; `rel_path` stays relative to source_path.
+        """
+        ...
+
+    def enrich(self, items: list[FileItem]) -> list[FileItem]:
+        """Add the metadata a listing lacks (S3 user metadata, tags): may cost a call per file.
+
+        Called only for files that passed every cheap filter, and only when a metadata filter
+        or a mapping needs it.
+        """
+        ...
+
+    def blob_url(self, item: FileItem) -> str:
+        """Where a bucket fetches the bytes (file://, presigned https://, rendition URL)."""
+        ...
+
+    def check(self, source_path: str | None) -> str:
+        """Verify credentials and reachability (of `source_path` when given, else of the
+        account); return a one-line summary, or raise AuthError / ProviderError saying what
+        to check."""
+        ...
+
+    def open(self, item: FileItem) -> BinaryIO:
+        """Open the file's bytes. Raises FileVanished if it is gone."""
+        ...
+
+
+def get_provider(cfg: MixsyncConfig, connection_id: str) -> Provider:
+    """Build the provider for a declared connection."""
+    conn = cfg.connections[connection_id]
+    if isinstance(conn, LocalConnection):
+        from mixsync_dagster.providers.local import LocalProvider
+
+        return LocalProvider(cfg.connection_root(conn), include_hidden=conn.include_hidden)
+    # Cloud providers import their SDKs lazily: a local-only deployment never pays for them.
+    if conn.provider == "s3":
+        from mixsync_dagster.providers.s3 import S3Provider
+
+        return S3Provider(connection_id, conn)
+    if conn.provider == "gcs":
+        from mixsync_dagster.providers.gcs import GCSProvider
+
+        return GCSProvider(connection_id, conn)
+    if conn.provider == "mux":
+        from mixsync_dagster.providers.mux import MuxProvider
+
+        return MuxProvider(connection_id, conn)
+    raise AssertionError(f"unhandled connection type {type(conn).__name__}")
