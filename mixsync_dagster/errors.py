@@ -56,7 +56,20 @@ class PermanentFileError(MixsyncError):
 
 
 class SyncBusy(MixsyncError):
-    """Another run holds the sync's lease: this run stops without touching anything."""
+    """Another process owns the sync's open pass: nothing was done, and it is not a failure."""
+
+
+class PassLost(SyncBusy):
+    """This process's claim on the pass was taken over (it looked dead, or its run was
+    superseded): it stops at once, having committed nothing after the takeover."""
+
+
+class Interrupted(MixsyncError):
+    """SIGINT or SIGTERM: the pass stopped at a safe point; the next one resumes from there."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"stopped by signal {signum}; the next pass resumes from the position")
 
 
 class SyncNotFound(MixsyncError):

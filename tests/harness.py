@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from dagster import DagsterInstance, Definitions, build_sensor_context
+from sqlalchemy import and_, select, update
 
-from mixsync_dagster.core.passes import PassCursor
 from mixsync_dagster.dagster.definitions import build_definitions
-from mixsync_dagster.state import StateStore
+from mixsync_dagster.state import PassRow, StateStore
+from mixsync_dagster.state.schema import passes
 from mixsync_dagster.targets.local import LocalBucketTarget
 
 
@@ -78,35 +79,71 @@ class Driver:
         self.runs.append(result)
         return result
 
-    def cursor(self, sync: str) -> PassCursor:
-        return PassCursor.load(self.cursors.get(sync))
+    def store(self) -> StateStore:
+        return self.defs.resources["mixsync"].runtime(self._any_sync()).store
+
+    def _any_sync(self) -> str:
+        cfg = self.defs.resources["mixsync"].config()
+        return cfg.syncs[0].name
+
+    def pass_row(self, sync: str) -> PassRow | None:
+        """The sync's current (or last) pass as stored."""
+        rt = self.defs.resources["mixsync"].runtime(sync)
+        return rt.store.get_pass(rt.sync_id)
+
+    def make_due(self, sync: str) -> None:
+        """Pretend the polling interval has passed since the last pass started."""
+        rt = self.defs.resources["mixsync"].runtime(sync)
+        with rt.store.tx() as c:
+            c.execute(
+                update(passes)
+                .where(and_(passes.c.sync_id == rt.sync_id, passes.c.state != "open"))
+                .values(started_at=datetime(2000, 1, 1, tzinfo=UTC))
+            )
+            c.execute(update(passes).where(passes.c.sync_id == rt.sync_id).values(retry_at=None))
 
     def run_pass(self, sync: str, *, max_ticks: int = 200) -> int:
-        """Tick and run until the current (or next) pass is finished; returns runs launched."""
+        """Tick and run until the open pass (or, if none, the next one) is finished; returns
+        the runs launched."""
         launched = 0
-        started = False
+        before = self.pass_row(sync)
+        if before is None or not before.is_open:
+            self.make_due(sync)
+        target = (before.pass_no if before is not None else 0) + (
+            0 if before is not None and before.is_open else 1
+        )
         for _ in range(max_ticks):
-            before = self.cursor(sync) if self.cursors.get(sync) else None
             requests, _ = self.tick(sync)
-            cur = self.cursor(sync)
-            if before is None or cur.pass_no != (before.pass_no if before else 0):
-                started = True
             for r in requests:
                 self.execute(sync, r)
                 launched += 1
-            if started and cur.finished:
+            p = self.pass_row(sync)
+            if p is not None and p.pass_no >= target and not p.is_open:
                 return launched
-            if not requests and cur.finished and not started:
-                # nothing due: force the next pass by rewinding the pass start
-                self.cursors[sync] = json.dumps(
-                    {
-                        **json.loads(self.cursors[sync] or "{}"),
-                        "started": "2000-01-01T00:00:00+00:00",
-                    }
-                )
+            if p is not None and p.retry_at is not None:
+                self.make_due(sync)
         raise AssertionError("pass did not finish")
 
 
 def objects(state_url: str, bucket: str = "media") -> list[dict[str, Any]]:
     store = StateStore(state_url)
     return LocalBucketTarget(store.engine, bucket).list_objects()
+
+
+def tracked_rows(state_url: str, sync: str) -> dict[str, dict[str, Any]]:
+    """A sync's tracking rows by source key, with the status as its name (`synced`, ...)."""
+    from mixsync_dagster.state.schema import Tracked, tracked
+
+    store = StateStore(state_url)
+    sid = store.sync_id(sync)
+    with store.engine.connect() as c:
+        rows = c.execute(select(tracked).where(tracked.c.sync_id == sid)).mappings()
+        return {r["source_key"]: {**r, "status": Tracked(r["status"]).name.lower()} for r in rows}
+
+
+def batch_rows(state_url: str) -> list[dict[str, Any]]:
+    """Batches the state store remembers."""
+    from mixsync_dagster.state.schema import batches
+
+    with StateStore(state_url).engine.connect() as c:
+        return [dict(r) for r in c.execute(select(batches)).mappings()]

@@ -21,42 +21,28 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 from dagster_graphql import DagsterGraphQLClient
 
-from mixsync_dagster.dagster.jobs import SYNC_TAG, run_config_for
-from mixsync_dagster.providers.local import LocalProvider
+from mixsync_dagster.dagster.runs import SYNC_TAG
 from mixsync_dagster.state import StateStore
 from tests.dagster_server import REPO, DagsterServers, prepare_home
 from tests.harness import objects, write_config
 
 LOCATION = "mixsync"
 RUNS_PER_SYNC = {"alpha": 3, "beta": 2}
-FILES_PER_RUN = 5000
-"""A full run (max_objects_per_run's default): its steps take a few seconds on 2 cores, longer than
+FILES_PER_RUN = 12_000
+"""Each run handles this many files (max_objects_per_run): a few seconds on 2 cores, longer than
 the ~1.5 s between two launches of one dequeue pass, so overlap shows without any sleep."""
 ACTIVE = {"STARTING", "STARTED", "CANCELING"}
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
-def make_work_lists(root: Path, state_url: str) -> dict[str, list[str]]:
-    """Files under <root>/<sync>/w<i>/ and one stored work list per folder; returns work ids."""
-    store = StateStore(state_url)
-    provider = LocalProvider(root)
-    work: dict[str, list[str]] = {}
+def make_files(root: Path) -> None:
+    """FILES_PER_RUN files per run, under <root>/<sync>/w<i>/."""
     for sync, n_runs in RUNS_PER_SYNC.items():
         for i in range(n_runs):
             folder = root / sync / f"w{i}"
             folder.mkdir(parents=True)
             for j in range(FILES_PER_RUN):
                 (folder / f"file_{j:05d}.txt").write_text(f"{sync} run {i} file {j}\n")
-            items = [
-                {"source_key": f.key, "item": f.to_json(), "action": "new", "status": "pending"}
-                for page in provider.list_pages(f"{sync}/w{i}", None, 1000)
-                for f in page.items
-            ]
-            assert len(items) == FILES_PER_RUN
-            work_id = f"{sync}-manual-{i}"
-            assert store.save_work(work_id, sync, "manual", i, i == n_runs - 1, items)
-            work.setdefault(sync, []).append(work_id)
-    return work
 
 
 def overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -76,11 +62,16 @@ def test_runs_of_one_sync_never_overlap_other_syncs_run_alongside(
         root=root,
         state_url=state_url,
         syncs=[
-            {"name": sync, "source_path": sync, "polling_interval_seconds": 900}
+            {
+                "name": sync,
+                "source_path": sync,
+                "polling_interval_seconds": 900,
+                "max_objects_per_run": FILES_PER_RUN,
+            }
             for sync in RUNS_PER_SYNC
         ],
     )
-    work = make_work_lists(root, state_url)
+    make_files(root)
 
     home = tmp_path / "dagster_home"
     env = {**os.environ, "MIXSYNC_CONFIG": str(config)}
@@ -101,13 +92,14 @@ def test_runs_of_one_sync_never_overlap_other_syncs_run_alongside(
         client = DagsterGraphQLClient("127.0.0.1", port_number=servers.port, timeout=60)
         sync_of: dict[str, str] = {}
         order = ["alpha", "beta", "alpha", "beta", "alpha"]
-        pending = {sync: list(ids) for sync, ids in work.items()}
         for sync in order:
+            # Launched by hand (no config): each run continues its sync's open pass, or
+            # starts one, and stops after max_objects_per_run files.
             run_id = client.submit_job_execution(
                 f"mixsync_{sync}_job",
                 repository_location_name=LOCATION,
                 repository_name="__repository__",
-                run_config=run_config_for(sync, pending[sync].pop(0)),
+                run_config={},
             )
             sync_of[run_id] = sync
         queued = {r["runId"]: r["status"] for r in servers.runs()}
@@ -192,11 +184,11 @@ def test_runs_of_one_sync_never_overlap_other_syncs_run_alongside(
     ), f"no queue snapshot showed alpha and beta past the queue together:\n{report}"
     assert any(overlaps(executing[a], executing[b]) for a in alpha for b in beta), report
 
-    # The runs did their work: one object per file, every work list closed.
+    # The runs did their work: one object per file, each sync's pass finished by its last run.
     assert len(objects(state_url)) == FILES_PER_RUN * sum(RUNS_PER_SYNC.values())
     store = StateStore(state_url)
-    for ids in work.values():
-        for work_id in ids:
-            assert store.work_list(work_id)["status"] == "done"
+    for sync in RUNS_PER_SYNC:
+        p = store.get_pass(store.sync_id(sync))
+        assert p is not None and p.state == "done" and p.pass_no == 1, p
 
     print(f"\n{report}\ntotal {time.monotonic() - t0:.1f} s, {len(snapshots)} queue snapshots")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def test_initial_only_completes_and_then_yields_nothing(tmp_path, src, state_url
     assert StateStore(state_url).get_sync("once")["status"] == "COMPLETED"
     make_files(src, 2, "later")
     requests, skip = d.tick("once")
-    assert requests == [] and "completed" in (skip or "")
+    assert requests == [] and "COMPLETED" in (skip or "")
     assert len(objects(state_url)) == 4
 
 
@@ -96,28 +97,25 @@ def test_pass_chunked_and_interrupted_between_chunks_resumes_without_loss(
     reqs, _ = d.tick("s1")
     assert len(reqs) == 1
     d.execute("s1", reqs[0])
-    # The second chunk's run request is lost (daemon died before launching it).
-    reqs, _ = d.tick("s1")
-    assert len(reqs) == 1
-    assert reqs[0].run_key != d.runs[0].dagster_run.tags.get("dagster/run_key")
-    # A restarted deployment: a new Driver with the same instance and the stored cursor.
-    d2 = Driver(cfg, instance, cursors=dict(d.cursors))
-    for _ in range(10):
-        reqs, _ = d2.tick("s1")
-        for r in reqs:
-            d2.execute("s1", r)
-        if d2.cursor("s1").finished:
-            break
-    assert len(objects(state_url)) == 15  # the lost chunk's 10 files are still pending
-    # The next pass picks up the files of the lost chunk; nothing is created twice.
-    d2.run_pass("s1")
+    assert len(objects(state_url)) == 10  # the run stopped at max_objects_per_run
+    # The next chunk's run request is lost (the daemon died before launching it).
+    lost, _ = d.tick("s1")
+    assert len(lost) == 1 and lost[0].run_key != reqs[0].run_key
+    # A restarted deployment: a new Driver on the same instance carries the same pass on from
+    # the committed position.
+    d2 = Driver(cfg, instance)
+    assert d2.run_pass("s1") == 2
     objs = objects(state_url)
     assert len(objs) == 25
     assert len({o["source_key"] for o in objs}) == 25
     assert StateStore(state_url).get_sync("s1")["total_files_discovered"] == 25
+    assert d2.pass_row("s1").pass_no == 1  # all of it in one pass
+    # The lost request, launched late, finds its pass over and does nothing.
+    assert d.execute("s1", lost[0]).success
+    assert len(objects(state_url)) == 25
 
 
-def test_reevaluated_tick_yields_same_run_key_and_one_work_list(tmp_path, src, state_url, instance):
+def test_reevaluated_tick_never_does_work_twice(tmp_path, src, state_url, instance):
     make_files(src, 5)
     cfg = write_config(
         tmp_path / "syncs.yaml", root=src, state_url=state_url, syncs=[{"name": "s1"}]
@@ -125,21 +123,16 @@ def test_reevaluated_tick_yields_same_run_key_and_one_work_list(tmp_path, src, s
     d = Driver(cfg, instance)
     d.run_pass("s1")
     make_files(src, 2, "more")
-    d.cursors["s1"] = (
-        d.cursor("s1").dump().replace(d.cursor("s1").started or "", "2000-01-01T00:00:00+00:00")
-    )
-    saved = d.cursors["s1"]
+    d.make_due("s1")
     first, _ = d.tick("s1")
-    # Replay the same tick from the same cursor, as the daemon does after a crash mid-tick.
-    d.cursors["s1"] = saved
+    # The daemon evaluates the tick again (it crashed before launching the first request).
     second, _ = d.tick("s1")
     assert len(first) == len(second) == 1
-    assert first[0].run_key == second[0].run_key
-    store = StateStore(state_url)
-    work_id = first[0].run_config["ops"]["filter_files"]["config"]["work_id"]
-    assert len(store.work_items(work_id)) == 2
-    d.execute("s1", second[0])
+    assert first[0].run_key != second[0].run_key
+    assert d.execute("s1", first[0]).success
+    assert d.execute("s1", second[0]).success  # its pass is over: nothing to do
     assert len(objects(state_url)) == 7
+    assert StateStore(state_url).get_sync("s1")["total_files_synced"] == 7
 
 
 def test_sensor_waits_while_a_run_of_the_sync_is_in_flight(tmp_path, src, state_url, instance):
@@ -149,11 +142,7 @@ def test_sensor_waits_while_a_run_of_the_sync_is_in_flight(tmp_path, src, state_
     )
     d = Driver(cfg, instance)
     job = d.defs.get_job_def("mixsync_s1_job")
-    queued = instance.create_run_for_job(
-        job_def=job,
-        run_config={"ops": {"filter_files": {"config": {"sync": "s1", "work_id": "x"}}}},
-        tags={"mixsync/sync": "s1"},
-    )
+    queued = instance.create_run_for_job(job_def=job, tags={"mixsync/sync": "s1"})
     reqs, skip = d.tick("s1")
     assert reqs == [] and queued.run_id in (skip or "")
     instance.report_run_canceled(queued)
@@ -184,7 +173,7 @@ def test_pause_resume_and_trigger(tmp_path, src, state_url, instance):
     # Not due for 300 s: a tick does nothing, until a trigger asks for a pass.
     make_files(src, 1, "new")
     reqs, skip = d.tick("s1")
-    assert reqs == [] and "next pass at" in (skip or "")
+    assert reqs == [] and "next pass in" in (skip or "")
     assert runner.invoke(main, ["-c", str(cfg), "trigger", "s1"]).exit_code == 0
     reqs, _ = d.tick("s1")
     assert len(reqs) == 1
@@ -247,7 +236,7 @@ def test_required_mapping_fails_the_file_not_the_run(tmp_path, src, state_url, i
         d.run_pass("s1")
     assert objects(state_url) == []
     store = StateStore(state_url)
-    counts = store.tracked_counts("s1")
+    counts = store.tracked_counts(store.sync_id("s1"))
     assert counts == {"failed": 2}  # three attempts each, then failed for good
     assert store.get_sync("s1")["total_files_failed"] == 2
     assert d.run_pass("s1") == 0  # no longer retried automatically
@@ -309,15 +298,16 @@ def test_secrets_never_reach_run_config_tags_or_logs(tmp_path, src, instance, mo
             blob += repr(event)
         assert "hunter2" not in blob
     assert "hunter2" not in repr(d.defs.resources["mixsync"])
-    assert "hunter2" not in d.cursors["s1"]
+    assert "hunter2" not in (d.cursors["s1"] or "")
 
 
 def test_crash_between_target_create_and_state_commit_never_duplicates(
     tmp_path, src, state_url, instance
 ):
     """Reproduce the state a SIGKILL leaves between the bucket's answer and our commit."""
-    from mixsync_dagster.core import engine
-    from mixsync_dagster.core.records import FileItem
+    from mixsync_dagster.core.judge import object_spec
+    from mixsync_dagster.core.mapping import Mapped
+    from mixsync_dagster.providers.local import LocalProvider
 
     make_files(src, 4)
     cfg = write_config(
@@ -325,46 +315,43 @@ def test_crash_between_target_create_and_state_commit_never_duplicates(
     )
     d = Driver(cfg, instance)
     reqs, _ = d.tick("s1")
-    work_id = reqs[0].run_config["ops"]["filter_files"]["config"]["work_id"]
     rt = d.defs.resources["mixsync"].runtime("s1")
-    engine.filter_work(rt, work_id)
-    # The run got as far as marking intent and the bucket created the objects ...
-    rows = rt.store.work_items(work_id, status="accepted")
-    with rt.store.tx() as c:
-        rt.store.set_items(c, work_id, [r.idx for r in rows], status="creating")
-    specs = [engine._spec(rt, FileItem.from_json(r.item), {}) for r in rows]
+    # The run got as far as the bucket creating the objects ...
+    items = next(LocalProvider(src).list_pages("", None, 100)).items
+    specs = [object_spec(rt, i, Mapped({}, {}), replaces=None, interrupted=False) for i in items]
     first = rt.target.put_objects(specs)
     assert all(r.created for r in first)
-    # ... then died before recording them. The retried run adopts them instead of re-creating.
+    # ... then died before recording them, and one file was edited before the retry.
+    (src / "file_0002.txt").write_text("edited after the crash, before the retry\n")
     result = d.execute("s1", reqs[0])
     assert result.success
-    objs = objects(state_url)
+    objs = {o["source_key"]: o for o in objects(state_url)}
     assert len(objs) == 4
-    assert {o["object_id"] for o in objs} == {r.object_id for r in first}
-    assert StateStore(state_url).tracked_counts("s1") == {"synced": 4}
+    assert {o["object_id"] for o in objs.values()} == {r.object_id for r in first}
+    edited = objs["file_0002.txt"]
+    assert edited["size_bytes"] == len("edited after the crash, before the retry\n")
+    assert (
+        edited["sha256"]
+        == hashlib.sha256(b"edited after the crash, before the retry\n").hexdigest()
+    )
+    store = StateStore(state_url)
+    assert store.tracked_counts(store.sync_id("s1")) == {"synced": 4}
 
 
 def test_run_launched_by_hand_before_any_tick(tmp_path, src, state_url, instance):
-    """A run started from the launchpad (no sensor tick yet) still checkpoints its metrics."""
-    from mixsync_dagster.providers.local import LocalProvider
-
+    """A run started from the launchpad with no config runs a whole pass itself."""
     make_files(src, 3)
     cfg = write_config(
         tmp_path / "syncs.yaml", root=src, state_url=state_url, syncs=[{"name": "s1"}]
     )
     d = Driver(cfg, instance)
-    store = StateStore(state_url)
-    page = next(LocalProvider(src).list_pages("", None, 100))
-    items = [
-        {"source_key": i.key, "item": i.to_json(), "action": "new", "status": "pending"}
-        for i in page.items
-    ]
-    store.save_work("by-hand", "s1", "manual", 0, True, items)
     job = d.defs.get_job_def("mixsync_s1_job")
-    result = job.execute_in_process(
-        run_config={"ops": {"filter_files": {"config": {"sync": "s1", "work_id": "by-hand"}}}},
-        instance=instance,
-    )
+    result = job.execute_in_process(instance=instance)
     assert result.success
     assert len(objects(state_url)) == 3
+    store = StateStore(state_url)
     assert store.get_sync("s1")["status"] == "ACTIVE"
+    assert d.pass_row("s1").state == "done"
+    # The sensor's next tick sees the pass done and nothing due.
+    reqs, skip = d.tick("s1")
+    assert reqs == [] and "next pass in" in (skip or "")

@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from mixsync_dagster import state as state_tables
 from mixsync_dagster.config import FileFilters
-from mixsync_dagster.core import engine
+from mixsync_dagster.core.classify import listing_prefix
 from mixsync_dagster.core.filters import compile_filters
 from mixsync_dagster.core.preview import PreviewTotals, preview
 from mixsync_dagster.core.records import FileItem
-from mixsync_dagster.state import StateStore
+from mixsync_dagster.state import StateStore, Tracked
+from mixsync_dagster.state import schema as state_tables
 from mixsync_dagster.targets import local as local_tables
 from tests.harness import Driver, objects, write_config
 
@@ -32,11 +32,7 @@ def tree(root: Path, files: dict[str, int]) -> None:
 def table_counts(url: str) -> dict[str, int]:
     store = StateStore(url)
     tables = [
-        state_tables.syncs,
-        state_tables.tracked,
-        state_tables.work_lists,
-        state_tables.work_items,
-        state_tables.batches,
+        *state_tables.metadata.sorted_tables,
         local_tables.objects,
         local_tables.batches,
     ]
@@ -137,7 +133,7 @@ def test_filter_edits_reevaluate_earlier_verdicts(tmp_path, src, state_url, inst
         row = c.execute(
             select(state_tables.tracked).where(state_tables.tracked.c.source_key == "a.mp4")
         ).one()
-    assert row.status == "excluded" and row.object_id is not None
+    assert row.status == Tracked.EXCLUDED and row.object_id is not None
 
 
 def test_include_prefix_is_pushed_down_to_the_listing(tmp_path, src, state_url, instance):
@@ -150,10 +146,10 @@ def test_include_prefix_is_pushed_down_to_the_listing(tmp_path, src, state_url, 
     )
     d = Driver(cfg, instance)
     rt = d.defs.resources["mixsync"].runtime("s1")
-    assert engine.listing_prefix(rt.sync) == "keep/"
-    plan = engine.plan_chunk(rt, "p1", None)
-    assert plan.listed == 5 and plan.listing_done
-    assert sorted(FileItem.from_json(i["item"]).rel_path for i in plan.items) == [
+    assert listing_prefix(rt.sync) == "keep/"
+    assert d.run_pass("s1") == 1
+    assert d.pass_row("s1").listed == 5  # the other/ folder was never listed
+    assert sorted(o["source_key"] for o in objects(state_url)) == [
         f"keep/{i}.mp4" for i in range(5)
     ]
 

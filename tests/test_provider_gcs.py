@@ -477,18 +477,12 @@ def test_e2e_interrupted_listing_resumes_without_loss(
     reqs, _ = d.tick("g")
     assert len(reqs) == 1
     d.execute("g", reqs[0])
-    pos = json.loads(d.cursor("g").pos or "")
+    pos = json.loads(d.pass_row("g").position or "")
     assert (pos["after"], pos["size"]) == ("f/09.txt", 10)  # a GCS position mid-listing
     reqs, _ = d.tick("g")  # this chunk's run request is lost: the daemon died
     assert len(reqs) == 1
-    d2 = Driver(cfg, instance, cursors=dict(d.cursors))
-    for _ in range(10):
-        for r in d2.tick("g")[0]:
-            d2.execute("g", r)
-        if d2.cursor("g").finished:
-            break
-    assert len(objects(state_url)) == 15  # the lost chunk's 10 files are still pending
-    d2.run_pass("g")
+    d2 = Driver(cfg, instance)  # a restarted deployment carries the same pass on
+    assert d2.run_pass("g") == 2
     objs = objects(state_url)
     assert sorted(o["source_key"] for o in objs) == [
         f"{bucket.name}/f/{i:02d}.txt" for i in range(25)
@@ -524,7 +518,8 @@ def test_e2e_metadata_filter_and_mapping(tmp_path, state_url, instance, fake_gcs
     assert objs[f"{bucket.name}/m/d.mp4"]["fields"] == {
         "generation": bucket.get_blob("m/d.mp4").generation
     }
-    assert StateStore(state_url).tracked_counts("g") == {"synced": 2, "excluded": 2}
+    store = StateStore(state_url)
+    assert store.tracked_counts(store.sync_id("g")) == {"synced": 2, "excluded": 2}
 
 
 def test_e2e_missing_bucket_fails_the_tick_and_deletes_nothing(
@@ -542,19 +537,19 @@ def test_e2e_missing_bucket_fails_the_tick_and_deletes_nothing(
     bucket.delete()
     store = StateStore(state_url)
     before = store.get_sync("g")
-    d.cursors["g"] = (
-        d.cursor("g").dump().replace(d.cursor("g").started or "", "2000-01-01T00:00:00+00:00")
-    )
-    saved = d.cursors["g"]
+    d.make_due("g")
     # The sensor evaluation raises: the daemon records a failed tick showing this message.
     with pytest.raises(ProviderError, match=f"bucket '{bucket.name}' does not exist") as e:
         d.tick("g")
     assert not isinstance(e.value, TransientError | AuthError)
-    assert d.cursors["g"] == saved  # the tick failed: the cursor does not advance
+    p = d.pass_row("g")
+    assert p.state == "given_up" and p.position is None  # nothing listed, nothing moved
     after = store.get_sync("g")
     assert after["passes_completed"] == before["passes_completed"]
     assert after["last_sync_at"] == before["last_sync_at"]
-    assert len(objects(state_url)) == 3 and store.tracked_counts("g") == {"synced": 3}
+    assert after["consecutive_failures"] == 1  # a missing bucket is not worth retrying
+    sid = store.sync_id("g")
+    assert len(objects(state_url)) == 3 and store.tracked_counts(sid) == {"synced": 3}
 
 
 def test_e2e_server_down_mid_listing_then_back(tmp_path, state_url, instance, monkeypatch) -> None:
@@ -573,18 +568,15 @@ def test_e2e_server_down_mid_listing_then_back(tmp_path, state_url, instance, mo
         d.execute("g", reqs[0])
         server.stop()
         monkeypatch.setattr(gcs_module, "LIST_RETRY_SECONDS", 1.0)  # the sensor's retry budget
-        saved = d.cursors["g"]
+        saved = d.pass_row("g").position
         with pytest.raises(TransientError, match="connection 'src': listing gs://bkt/f/ still"):
             d.tick("g")
-        assert d.cursors["g"] == saved and not d.cursor("g").finished
+        p = d.pass_row("g")
+        assert p.position == saved and p.is_open and p.failures == 1
         assert len(objects(state_url)) == 10
         assert StateStore(state_url).get_sync("g")["passes_completed"] == 0
         server.start()  # same port, same files on disk
-        for _ in range(10):
-            for r in d.tick("g")[0]:
-                d.execute("g", r)
-            if d.cursor("g").finished:
-                break
+        assert d.run_pass("g") == 2  # 15 files left, at most 10 a run
         objs = objects(state_url)
         assert sorted(o["source_key"] for o in objs) == [f"bkt/f/{i:02d}.txt" for i in range(25)]
         row = StateStore(state_url).get_sync("g")

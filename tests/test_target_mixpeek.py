@@ -23,13 +23,11 @@ import pytest
 from click.testing import CliRunner
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from pydantic import SecretStr
-from sqlalchemy import select
 
-from mixsync_dagster import state as st
 from mixsync_dagster.cli import main
 from mixsync_dagster.config import MixpeekBucket
 from mixsync_dagster.errors import AuthError, ProviderError, TransientError
-from mixsync_dagster.state import StateStore
+from mixsync_dagster.state import StateStore, hash64
 from mixsync_dagster.targets import ObjectSpec, mixpeek
 from mixsync_dagster.targets.mixpeek import (
     MixpeekRejected,
@@ -38,7 +36,7 @@ from mixsync_dagster.targets.mixpeek import (
     blob_type_for,
 )
 from tests.fake_mixpeek import FakeMixpeek
-from tests.harness import Driver, write_config
+from tests.harness import Driver, batch_rows, tracked_rows, write_config
 
 KEY = "sk_live_hunter2_5f3a9c0d1e2b77"
 NS = "ns_hunter3_media_prod"
@@ -110,14 +108,11 @@ def numbered(n: int, prefix: str = "file") -> dict[str, bytes]:
 
 
 def tracked(state_url: str, sync: str = "s1") -> dict[str, dict[str, Any]]:
-    with StateStore(state_url).engine.connect() as c:
-        rows = c.execute(select(st.tracked).where(st.tracked.c.sync == sync)).mappings()
-        return {r["source_key"]: dict(r) for r in rows}
+    return tracked_rows(state_url, sync)
 
 
 def state_batches(state_url: str) -> list[dict[str, Any]]:
-    with StateStore(state_url).engine.connect() as c:
-        return [dict(r) for r in c.execute(select(st.batches)).mappings()]
+    return batch_rows(state_url)
 
 
 def key_of(obj: dict[str, Any]) -> str:
@@ -203,12 +198,13 @@ def test_local_folder_to_mixpeek_end_to_end(tmp_path, src, fake, instance):
         assert meta["origin"] == "tests"
         assert meta["file_name"] == key.rsplit("/", 1)[-1]
         assert meta["team"] == "video-team"  # a mapped field wins over sync metadata
+        assert hash64(meta["mixsync"]["fingerprint"]) == rows[key]["fp"]
         assert meta["mixsync"] == {
             "sync": "s1",
             "provider": "local",
             "connection": "src",
             "source_key": key,
-            "fingerprint": rows[key]["fingerprint"],
+            "fingerprint": meta["mixsync"]["fingerprint"],
             "source_ref": f"local:src:{key}",
         }
         (blob,) = o["blobs"]
@@ -223,7 +219,6 @@ def test_local_folder_to_mixpeek_end_to_end(tmp_path, src, fake, instance):
     assert fake.calls["objects_batch"] == 3
     recorded = state_batches(state)
     assert sorted(b["object_count"] for b in recorded) == [1, 3, 3]
-    assert {b["status"] for b in recorded} == {"submitted"}
     for b in recorded:
         remote = fake.batches[b["batch_id"]]
         assert remote["task_id"] == b["task_id"] and remote["_submitted"] is not None
@@ -245,7 +240,7 @@ def test_local_folder_to_mixpeek_end_to_end(tmp_path, src, fake, instance):
     a = after["a.txt"]
     assert a["object_id"] == before["a.txt"]["object_id"]
     assert fake.storage[a["blobs"][0]["upload_id"]] == b"alpha, second edition"
-    assert a["metadata"]["mixsync"]["fingerprint"] == tracked(state)["a.txt"]["fingerprint"]
+    assert hash64(a["metadata"]["mixsync"]["fingerprint"]) == tracked(state)["a.txt"]["fp"]
     assert (
         a["metadata"]["mixsync"]["fingerprint"]
         != before["a.txt"]["metadata"]["mixsync"]["fingerprint"]
@@ -309,9 +304,9 @@ def test_sigkill_after_bulk_create_then_rerun_never_duplicates(tmp_path, src, fa
     assert fake.crashes == [proc.pid]
     first = {key_of(o): o["object_id"] for o in fake.list_objects()}
     assert len(first) == 5  # the API created the first group of 5 ...
-    rows = tracked(state)
-    assert len(rows) == 12 and {r["status"] for r in rows.values()} == {"pending"}
-    assert not any(r["object_id"] for r in rows.values())  # ... and we recorded none of it
+    rows = tracked(state)  # ... and we recorded only our intent to create them
+    assert len(rows) == 5 and {r["status"] for r in rows.values()} == {"creating"}
+    assert not any(r["object_id"] for r in rows.values())
 
     # The killed run is left STARTED in the instance. A CLI without a stale-run sweep refuses
     # to overlap it; the operator then marks it failed, as one would after a crash.
@@ -332,7 +327,7 @@ def test_sigkill_after_bulk_create_then_rerun_never_duplicates(tmp_path, src, fa
     assert fake.calls["uploads_create"] == 12  # and nothing was uploaded twice
     recorded = state_batches(state)
     assert sum(b["object_count"] for b in recorded) == 12
-    assert {b["status"] for b in recorded} == {"submitted"}
+    assert all(b["task_id"] for b in recorded)
 
 
 # ---------------------------------------------------------------- injected faults
@@ -390,7 +385,7 @@ def test_outage_fails_the_run_not_the_files(tmp_path, src, fake, instance):
     d.run_pass("s1")
     assert not d.runs[-1].success
     rows = tracked(state)
-    assert {r["status"] for r in rows.values()} == {"pending"}  # not failed: nothing to blame
+    assert {r["status"] for r in rows.values()} == {"creating"}  # not failed: nothing to blame
     assert {r["attempts"] for r in rows.values()} == {0}
     sync = StateStore(state).get_sync("s1")
     assert sync["status"] == "FAILED" and sync["consecutive_failures"] == 1

@@ -1,4 +1,4 @@
-"""Two processes, one PostgreSQL state store, the same sync: the lease holds, nothing twice."""
+"""Two processes, one PostgreSQL state store, the same sync: one owns the pass, nothing twice."""
 
 from __future__ import annotations
 
@@ -45,33 +45,38 @@ def test_two_processes_sharing_postgres_never_sync_twice(tmp_path: Path, state_u
     ]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     codes = [p.returncode for p in procs]
-    # At least one finished; a loser stopped on the lease (exit 1, saying so) or found the
-    # work already done. Nobody crashed for another reason.
+    # At least one finished; a loser refused because the other owns the pass (exit 1, saying
+    # so) or found the work already done. Nobody crashed for another reason.
     assert 0 in codes, outputs
     for code, out in zip(codes, outputs, strict=True):
         if code != 0:
-            assert "lease" in out or "is being synced by run" in out or "in flight" in out, out
+            assert "is in progress, owned by `mixsync sync`" in out or "in flight" in out, out
     # Finish whatever a stopped process left, then: every file exactly once, exact metrics.
     done = subprocess.run(
         [str(BIN), "-c", str(cfg), "sync", "s1"], env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert_exactly_once(state_url, 2000)
-    assert StateStore(state_url).lease_holder("s1") is None
-    # While a run holds the lease it works between filter_files succeeding (lease taken) and
-    # checkpoint succeeding (lease released). Those windows never overlap. (A run waiting for
-    # the lease retries filter_files, so whole-run wall times may overlap harmlessly.)
+    store = StateStore(state_url)
+    p = store.get_pass(store.sync_id("s1"))
+    assert p is not None and p.state == "done" and p.owner is None
+    # Runs work between sync_files starting and finish_pass ending; those windows never
+    # overlap (one owner carries the pass on, one run at a time).
     with DagsterInstance.from_config(env["DAGSTER_HOME"]) as inst:
         windows = []
         for rec in inst.get_run_records():
             if rec.dagster_run.status != DagsterRunStatus.SUCCESS:
                 continue
-            done = {
-                e.dagster_event.step_key: e.timestamp
+            events = [
+                e
                 for e in inst.all_logs(rec.dagster_run.run_id)
-                if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_SUCCESS
-            }
-            windows.append((done["filter_files"], done["checkpoint"]))
+                if e.dagster_event
+                and e.dagster_event.event_type
+                in (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS)
+            ]
+            start = min(e.timestamp for e in events if e.dagster_event.step_key == "sync_files")
+            end = max(e.timestamp for e in events if e.dagster_event.step_key == "finish_pass")
+            windows.append((start, end))
     windows.sort()
     assert len(windows) >= 4  # 2,000 files in runs of at most 500
     for (_, end), (start, _) in itertools.pairwise(windows):

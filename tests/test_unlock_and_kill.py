@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from mixsync_dagster.dagster.jobs import WORKER_TAG
+from mixsync_dagster.dagster.runs import WORKER_TAG
 from mixsync_dagster.state import StateStore
 from tests.harness import objects, write_config
 
@@ -75,7 +75,7 @@ def assert_exactly_once(url: str, n: int) -> None:
     assert len(keys) == len(set(keys)), "duplicate objects"
     assert len(keys) == n, f"{n - len(keys)} file(s) lost"
     store = StateStore(url)
-    assert store.tracked_counts("s1") == {"synced": n}
+    assert store.tracked_counts(store.sync_id("s1")) == {"synced": n}
     row = store.get_sync("s1")
     assert row["total_files_discovered"] == n
     assert row["total_files_synced"] == n

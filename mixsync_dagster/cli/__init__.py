@@ -1,6 +1,7 @@
 """The `mixsync` command line. Importing the command modules registers their commands."""
 
 from mixsync_dagster.cli import ops as _ops  # noqa: F401
+from mixsync_dagster.cli import sync as _sync  # noqa: F401
 from mixsync_dagster.cli.app import dagster_instance, main, status_record
 
 __all__ = ["dagster_instance", "main", "status_record"]

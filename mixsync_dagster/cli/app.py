@@ -1,13 +1,12 @@
-"""The `mixsync` command line: validate, sync, status, trigger, pause, resume, objects."""
+"""The `mixsync` command group and its everyday commands: validate, status, pause, resume,
+trigger, objects, preview. `sync` lives in `cli/sync.py`; check, unlock, dlq in `cli/ops.py`."""
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -100,35 +99,10 @@ def validate(obj: Ctx) -> None:
 
 def status_record(cfg: MixsyncConfig, name: str, refresh: bool = False) -> dict[str, Any]:
     """One sync's status and metrics, in the stable shape `status --json` prints."""
-    from mixsync_dagster.core import engine
-    from mixsync_dagster.state import StateStore
+    from mixsync_dagster.core.runtime import open_runtime
+    from mixsync_dagster.core.status import status_record as record
 
-    sync = cfg.sync(name)
-    rt = engine.open_runtime(cfg, name)
-    if refresh:
-        engine.refresh_batches(rt, limit=1000)
-    batches = engine.batch_summary(rt)
-    row = StateStore(cfg.state_url()).get_sync(name)
-    return {
-        "name": name,
-        "status": row["status"],
-        "bucket": sync.bucket,
-        "connection_id": sync.connection_id,
-        "source_path": sync.source_path,
-        "sync_mode": sync.sync_mode,
-        "polling_interval_seconds": sync.polling_interval_seconds,
-        "total_files_discovered": int(row["total_files_discovered"]),
-        "total_files_synced": int(row["total_files_synced"]),
-        "total_files_failed": int(row["total_files_failed"]),
-        "total_bytes_synced": int(row["total_bytes_synced"]),
-        "last_sync_at": _iso(row["last_sync_at"]),
-        "next_sync_at": _iso(row["next_sync_at"]),
-        "consecutive_failures": int(row["consecutive_failures"]),
-        "last_error": row["last_error"],
-        "trigger_pending": row["trigger_requested_at"] is not None,
-        "dlq_size": StateStore(cfg.state_url()).dlq_size(name),
-        "batches": batches,
-    }
+    return record(open_runtime(cfg, name), refresh=refresh)
 
 
 @main.command()
@@ -171,11 +145,11 @@ def status(obj: Ctx, name: str | None, as_json: bool, refresh: bool) -> None:
             click.echo(f"    pending: {pb['batch_id']} ({pb['status']}, task {pb['task_id']})")
 
 
-def _set_status(cfg: MixsyncConfig, name: str, **values: Any) -> None:
+def _store(cfg: MixsyncConfig, name: str) -> Any:
     from mixsync_dagster.state import StateStore
 
     cfg.sync(name)
-    StateStore(cfg.state_url()).set_sync(None, name, **values)
+    return StateStore(cfg.state_url())
 
 
 @main.command()
@@ -184,7 +158,7 @@ def _set_status(cfg: MixsyncConfig, name: str, **values: Any) -> None:
 @_handle_errors
 def pause(obj: Ctx, name: str) -> None:
     """Stop launching runs for a sync; a running run finishes; progress is kept."""
-    _set_status(obj.cfg, name, status="PAUSED")
+    _store(obj.cfg, name).pause(name)
     click.echo(f"{name}: PAUSED (a run in flight finishes; nothing new is launched)")
 
 
@@ -193,17 +167,12 @@ def pause(obj: Ctx, name: str) -> None:
 @click.pass_obj
 @_handle_errors
 def resume(obj: Ctx, name: str) -> None:
-    """Resume a paused or suspended sync from its cursor."""
-    from mixsync_dagster.state import StateStore
-
-    cfg = obj.cfg
-    cfg.sync(name)
-    row = StateStore(cfg.state_url()).get_sync(name)
-    if row["status"] not in ("PAUSED", "SUSPENDED"):
-        click.echo(f"{name}: {row['status']}, not paused; nothing to do")
+    """Resume a paused or suspended sync from where its pass stopped."""
+    store = _store(obj.cfg, name)
+    if not store.resume(name):
+        click.echo(f"{name}: {store.get_sync(name)['status']}, not paused; nothing to do")
         return
-    _set_status(cfg, name, status="ACTIVE", consecutive_failures=0)
-    click.echo(f"{name}: ACTIVE (continues from its cursor at the next tick)")
+    click.echo(f"{name}: ACTIVE (continues from its position at the next tick)")
 
 
 @main.command()
@@ -212,18 +181,11 @@ def resume(obj: Ctx, name: str) -> None:
 @_handle_errors
 def trigger(obj: Ctx, name: str) -> None:
     """Ask the running deployment to start a pass now (within 30 s), whatever the interval."""
-    from mixsync_dagster.core.records import utcnow
-    from mixsync_dagster.state import StateStore
-
-    cfg = obj.cfg
-    cfg.sync(name)
-    row = StateStore(cfg.state_url()).get_sync(name)
-    if row["status"] in ("PAUSED", "SUSPENDED"):
-        _fail(f"{name} is {row['status']}: run `mixsync resume {name}` first")
-    values: dict[str, Any] = {"trigger_requested_at": utcnow()}
-    if row["status"] == "COMPLETED":
-        values["status"] = "ACTIVE"  # one more pass of an initial_only sync, then COMPLETED again
-    _set_status(cfg, name, **values)
+    store = _store(obj.cfg, name)
+    status = store.get_sync(name)["status"]
+    if status in ("PAUSED", "SUSPENDED"):
+        _fail(f"{name} is {status}: run `mixsync resume {name}` first")
+    store.request_trigger(name)
     click.echo(f"{name}: pass requested; the sensor starts it at its next tick (≤ 30 s)")
 
 
@@ -279,11 +241,11 @@ def objects(obj: Ctx, bucket: str, as_json: bool) -> None:
 @_handle_errors
 def preview(obj: Ctx, name: str, limit: int | None, as_json: bool) -> None:
     """Show what a pass would do with each file, and why; writes nothing."""
-    from mixsync_dagster.core import engine
     from mixsync_dagster.core.preview import VERDICTS, PreviewTotals
     from mixsync_dagster.core.preview import preview as run_preview
+    from mixsync_dagster.core.runtime import open_runtime
 
-    rt = engine.open_runtime(obj.cfg, name)
+    rt = open_runtime(obj.cfg, name)
     totals = PreviewTotals()
     rows = run_preview(rt, totals, limit)
     if as_json:
@@ -335,85 +297,3 @@ def dagster_instance(cfg: MixsyncConfig) -> Iterator[Any]:
         os.environ["DAGSTER_HOME"] = str(home)
     with DagsterInstance.get() as instance:
         yield instance
-
-
-@main.command()
-@click.argument("name")
-@click.pass_obj
-@_handle_errors
-def sync(obj: Ctx, name: str) -> None:
-    """Run one full pass now, in process, recorded in the Dagster instance."""
-    from mixsync_dagster.core import engine
-    from mixsync_dagster.core.records import utcnow
-    from mixsync_dagster.dagster.definitions import build_definitions
-    from mixsync_dagster.dagster.jobs import PASS_TAG, SYNC_TAG, WORKER_TAG, run_config_for
-    from mixsync_dagster.dagster.runs import in_flight_run, sweep_dead
-    from mixsync_dagster.dagster.workers import worker_id
-
-    cfg = obj.cfg
-    rt = engine.open_runtime(cfg, name)
-    row = rt.store.get_sync(name)
-    if row["status"] in ("PAUSED", "SUSPENDED"):
-        _fail(f"{name} is {row['status']}: run `mixsync resume {name}` first")
-    defs = build_definitions(obj.path)
-    job = defs.get_job_def(f"mixsync_{name}_job")
-    with dagster_instance(cfg) as instance:
-        for h in sweep_dead(instance, name, rt.store):
-            click.echo(f"{name}: released stale run {h.run.run_id} (worker {h.worker} gone)")
-        busy = in_flight_run(instance, name)
-        if busy:
-            _fail(f"{name}: run {busy} is in flight; try again when it ends")
-        lease = rt.store.lease_holder(name)
-        if lease:
-            _fail(f"{name}: run {lease} holds the sync's lease (another process); try again later")
-        pass_id = "cli" + secrets.token_hex(4)
-        started_at = utcnow()
-        t0 = time.monotonic()
-        position: str | None = None
-        seq = listed = runs = 0
-        totals: dict[str, int] = {}
-
-        def run(items: list[dict[str, Any]], final: bool) -> None:
-            nonlocal seq, runs
-            work_id = f"{name}-{pass_id}-{seq}"
-            seq += 1
-            rt.store.save_work(work_id, name, pass_id, seq, final, items)
-            result = job.execute_in_process(
-                run_config=run_config_for(name, work_id)
-                | {"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-                instance=instance,
-                # This process is the run's worker: say so from the start, so a kill at any
-                # moment leaves a run that unlock and the stale-run sweep can judge.
-                tags={SYNC_TAG: name, PASS_TAG: pass_id, WORKER_TAG: worker_id()},
-                raise_on_error=False,
-            )
-            runs += 1
-            if not result.success:
-                err = rt.store.get_sync(name)["last_error"] or "see the run in the Dagster UI"
-                _fail(f"{name}: run {result.run_id} failed: {err}")
-            for k, v in rt.store.item_counts(work_id).items():
-                totals[k] = totals.get(k, 0) + v
-
-        while True:
-            plan = engine.plan_chunk(rt, pass_id, position)
-            listed += plan.listed
-            for s in plan.skipped:
-                click.echo(f"  skipped {s.key}: {s.reason}")
-            if plan.items:
-                run(plan.items, plan.listing_done)
-            position = plan.next_position
-            if plan.listing_done:
-                break
-        if rt.sync.reconcile_on_sync:
-            doomed = engine.plan_reconcile(rt, pass_id)
-            if doomed:
-                run(doomed, True)
-        new_status = engine.finish_pass(rt, pass_id, started_at)
-    took = time.monotonic() - t0
-    click.echo(
-        f"{name}: pass {pass_id} done in {took:.1f}s: listed {listed}, runs {runs}, "
-        f"synced {totals.get('synced', 0)}, excluded {totals.get('excluded', 0)}, "
-        f"failed {totals.get('failed', 0)}, vanished {totals.get('vanished', 0)}, "
-        f"deleted {totals.get('deleted', 0)}; "
-        f"status {new_status}"
-    )

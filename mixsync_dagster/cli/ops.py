@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 
 import click
@@ -25,39 +26,25 @@ from mixsync_dagster.errors import MixsyncError, SyncNotFound
 
 @main.command()
 @click.argument("name")
-@click.option("--force", is_flag=True, help="Also release a run whose worker looks alive.")
+@click.option("--force", is_flag=True, help="Also release a run or pass owner that looks alive.")
 @click.pass_obj
 @_handle_errors
 def unlock(obj: Ctx, name: str, force: bool) -> None:
-    """Release a sync whose lock is held by a run that is no longer alive."""
-    import signal
-
-    from mixsync_dagster.dagster.runs import holders, release
-    from mixsync_dagster.state import StateStore
+    """Release a sync held by a run or process that is no longer alive."""
+    from mixsync_dagster.core.owners import describe, process_alive
+    from mixsync_dagster.core.runtime import open_runtime
+    from mixsync_dagster.dagster.runs import holders, liveness, release
+    from mixsync_dagster.state import Claim
 
     cfg = obj.cfg
-    cfg.sync(name)
-    store = StateStore(cfg.state_url())
+    rt = open_runtime(cfg, name)
+    refused = False
     with dagster_instance(cfg) as instance:
         found = holders(instance, name)
-        if not found:
-            lease = store.lease_holder(name)
-            if lease and force:
-                store.release_lease(name)
-                click.echo(f"{name}: lease of run {lease} dropped (--force)")
-            elif lease:
-                _fail(
-                    f"{name}: no run of this deployment holds it, but run {lease} holds the "
-                    "lease in the shared state store (another deployment?); use --force"
-                )
-            else:
-                click.echo(f"{name}: not locked (no run holds it)")
-            return
-        refused = False
         for h in found:
             rid = h.run.run_id
             if h.alive is False:
-                release(instance, h, f"worker {h.worker} is gone", store)
+                release(instance, h, f"worker {h.worker} is gone")
                 click.echo(f"{name}: released run {rid} (worker {h.worker} is gone)")
             elif force:
                 if h.alive and h.worker:
@@ -65,7 +52,7 @@ def unlock(obj: Ctx, name: str, force: bool) -> None:
                     pid = int(h.worker.rsplit(":", 2)[1])
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGTERM)
-                release(instance, h, "forced by an operator", store)
+                release(instance, h, "forced by an operator")
                 click.echo(f"{name}: released run {rid} (--force; worker {h.worker or 'unknown'})")
             else:
                 refused = True
@@ -75,6 +62,25 @@ def unlock(obj: Ctx, name: str, force: bool) -> None:
                     "not released (use --force if you are sure it is stuck)",
                     err=True,
                 )
+        p = rt.store.get_pass(rt.sync_id)
+        if p is not None and p.is_open and p.owner is not None:
+            verdict = liveness(instance)(p.owner)
+            if p.owner.startswith("cli:") and process_alive(p.owner) is not False and not force:
+                refused = True
+                click.echo(
+                    f"{name}: pass {p.pass_no} is owned by {describe(p.owner)}, which is alive; "
+                    "not released (use --force if you are sure it is stuck)",
+                    err=True,
+                )
+            elif verdict is False or force or not found:
+                claim = Claim(p.sync_id, p.pass_no, p.pass_uid, p.token, p.owner)
+                if rt.store.release(claim):
+                    click.echo(
+                        f"{name}: pass {p.pass_no} released from {describe(p.owner)}; the next "
+                        "pass resumes from its position"
+                    )
+        elif not found:
+            click.echo(f"{name}: not locked (no run or process holds it)")
         if refused:
             sys.exit(EXIT_FAILED)
 
@@ -95,6 +101,7 @@ def dlq_list(obj: Ctx, name: str, as_json: bool) -> None:
 
     cfg = obj.cfg
     cfg.sync(name)
+    store = StateStore(cfg.state_url())
     rows = [
         {
             "source_key": r["source_key"],
@@ -102,9 +109,8 @@ def dlq_list(obj: Ctx, name: str, as_json: bool) -> None:
             "attempts": int(r["attempts"]),
             "last_error": r["last_error"],
             "next_attempt_at": _iso(r["next_attempt_at"]),
-            "updated_at": _iso(r["updated_at"]),
         }
-        for r in StateStore(cfg.state_url()).dlq_rows(name)
+        for r in store.dlq_rows(store.sync_id(name))
     ]
     if as_json:
         click.echo(json.dumps({"sync": name, "files": rows}, indent=2))
@@ -130,7 +136,8 @@ def dlq_retry(obj: Ctx, name: str, keys: tuple[str, ...], retry_all: bool) -> No
     cfg.sync(name)
     if retry_all == bool(keys):
         _fail("give either --all or one or more source keys", EXIT_CONFIG)
-    n = StateStore(cfg.state_url()).dlq_requeue(name, None if retry_all else list(keys))
+    store = StateStore(cfg.state_url())
+    n = store.dlq_requeue(store.sync_id(name), None if retry_all else list(keys))
     click.echo(f"{name}: {n} file(s) requeued; the next pass retries them")
     if keys and n < len(keys):
         _fail(f"{len(keys) - n} key(s) were not in the dead-letter queue")

@@ -211,7 +211,8 @@ _FIX_BY_FIELD = {
 _RANGES = {
     "polling_interval_seconds": "30..900",
     "batch_size": "1..100",
-    "max_objects_per_run": "1..100000",
+    "max_objects_per_run": "1 or more",
+    "sync_concurrency": "1..16",
 }
 
 

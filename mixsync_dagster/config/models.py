@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -273,6 +274,18 @@ class SchemaMapping(_Model):
 # ---------------------------------------------------------------- syncs
 
 
+@dataclass(frozen=True)
+class ReconcilePolicy:
+    """What reconcile deletes after a complete pass."""
+
+    on_delete: bool
+    """Objects whose files the pass did not see (deleted at the source)."""
+    on_update: bool
+    """Replace an object when its file changes (always done: kept for Mixpeek's field)."""
+    on_filter_drift: bool
+    """Objects whose files no longer pass the filters."""
+
+
 class SyncConfig(_Model):
     name: str = Field(min_length=1, max_length=64)
     bucket: str
@@ -290,8 +303,10 @@ class SyncConfig(_Model):
     """Auto-suspend after this many failed runs in a row."""
     max_deletes_per_pass: int | str = "10%"
     """Reconcile guard: at most this many deletions per pass, absolute or a % of tracked objects."""
-    max_objects_per_run: int = Field(default=5_000, ge=1, le=100_000)
-    """Files handed to one run; a larger pass is split across runs (Mixpeek caps a run at 100k)."""
+    max_objects_per_run: int = Field(default=100_000, ge=1)
+    """Files one run handles before it ends and the next run carries the pass on."""
+    sync_concurrency: int = Field(default=1, ge=1, le=16)
+    """Groups of `batch_size` files one run puts and submits at once (threads)."""
     description: str | None = Field(default=None, max_length=500)
     metadata: dict[str, Any] = {}
     file_filters: FileFilters = FileFilters()
@@ -320,6 +335,11 @@ class SyncConfig(_Model):
         if not m or float(m.group(1)) > 100:
             raise ValueError(f"'{v}' is neither a number nor a percentage like '10%'")
         return f"{m.group(1)}%"
+
+    @property
+    def reconcile_policy(self) -> ReconcilePolicy:
+        on = self.reconcile_on_sync
+        return ReconcilePolicy(on_delete=on, on_update=True, on_filter_drift=on)
 
     def delete_cap(self, tracked_objects: int) -> int:
         """The most objects one reconcile pass may delete."""
@@ -384,6 +404,7 @@ __all__ = [
     "MixpeekBucket",
     "MixsyncConfig",
     "MuxConnection",
+    "ReconcilePolicy",
     "S3Connection",
     "S3Credentials",
     "SchemaMapping",

@@ -6,12 +6,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from mixsync_dagster.core.engine import PAGE_SIZE, SyncRuntime, classify, evaluate, listing_prefix
-from mixsync_dagster.core.filters import filters_hash
+from mixsync_dagster.core.classify import classify, listing_prefix
+from mixsync_dagster.core.judge import make_evaluator
 from mixsync_dagster.core.mapping import Mapped, compile_mapping
 from mixsync_dagster.core.records import FileItem, utcnow
+from mixsync_dagster.core.runtime import SyncRuntime
+from mixsync_dagster.core.segment import PAGE_SIZE
 from mixsync_dagster.errors import PermanentFileError
-from mixsync_dagster.state import TrackedRow
+from mixsync_dagster.state import Tracked, TrackedRow, hash64
 
 VERDICTS = (
     "would_sync",
@@ -71,8 +73,8 @@ def preview(
     Lists exactly as a pass would (same prefix push-down, same filters, same change detection,
     same mapping), reading the state store but never writing to it.
     """
-    fhash = filters_hash(rt.sync.file_filters)
     mapper = compile_mapping(rt.sync.schema_mapping)
+    evaluate = make_evaluator(rt)
     pages = rt.provider.list_pages(rt.sync.source_path, None, PAGE_SIZE, listing_prefix(rt.sync))
     for page in pages:
         for s in page.skipped:
@@ -84,9 +86,8 @@ def preview(
             items = items[: limit - totals.examined]
             totals.limited = True
         totals.examined += len(items)
-        with rt.store.engine.connect() as c:
-            known = rt.store.lookup(c, rt.name, [i.key for i in items])
-        for item, verdict in evaluate(rt, items):
+        known = rt.store.lookup(rt.sync_id, [i.key for i in items])
+        for item, verdict in evaluate(items):
             prior = known.get(item.key)
             if not verdict.ok:
                 row = PreviewRow(
@@ -99,7 +100,7 @@ def preview(
                     verdict.reason,
                 )
             else:
-                row = _accepted_row(item, prior, fhash, rt, mapper)
+                row = _accepted_row(item, prior, rt, mapper)
             totals.add(row)
             yield row
         if totals.limited:
@@ -109,22 +110,23 @@ def preview(
 def _accepted_row(
     item: FileItem,
     prior: TrackedRow | None,
-    fhash: str,
     rt: SyncRuntime,
     mapper: Callable[[FileItem], Mapped],
 ) -> PreviewRow:
-    action = classify(prior, item, fhash, rt.sync.skip_duplicates, utcnow())
+    action = classify(
+        prior, hash64(item.fingerprint), rt.filter_hash, rt.sync.skip_duplicates, utcnow()
+    )
     if action is not None:
         try:
             mapper(item)
         except PermanentFileError as e:
             return PreviewRow(item.key, item.rel_path, item.size, "would_fail", reason=str(e))
-        return PreviewRow(item.key, item.rel_path, item.size, "would_sync", action=action)
-    if prior is not None and prior.status == "retry":
+        return PreviewRow(item.key, item.rel_path, item.size, "would_sync", action=action.value)
+    if prior is not None and prior.status is Tracked.RETRY:
         when = prior.next_attempt_at.isoformat(timespec="seconds") if prior.next_attempt_at else "-"
         reason = f"attempt {prior.attempts} failed; next attempt at {when}"
         return PreviewRow(item.key, item.rel_path, item.size, "retry_later", reason=reason)
-    if prior is not None and prior.status == "failed":
+    if prior is not None and prior.status is Tracked.FAILED:
         reason = f"failed {prior.attempts} times; `mixsync dlq retry` or a change retries it"
         return PreviewRow(item.key, item.rel_path, item.size, "failed", reason=reason)
     return PreviewRow(item.key, item.rel_path, item.size, "unchanged")

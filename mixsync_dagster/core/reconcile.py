@@ -1,88 +1,67 @@
-"""Reconcile: delete objects whose files are gone or no longer match, under a cap."""
+"""Reconcile: after a complete pass, delete objects whose files are gone or no longer match.
+
+Runs inside a run, never a sensor tick. Candidates are counted before any is loaded; over the
+cap (`max_deletes_per_pass`) nothing is deleted and the run fails loudly. Deletion goes page by
+page, each page committed under the pass's claim.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from sqlalchemy import and_, delete, func, or_, select, update
-
-from mixsync_dagster import state as st
-from mixsync_dagster.core.records import utcnow
 from mixsync_dagster.core.runtime import SyncRuntime
 from mixsync_dagster.errors import MixsyncError
-from mixsync_dagster.state import chunks
+from mixsync_dagster.state import Claim
+
+PAGE = 100
 
 
-def plan_reconcile(rt: SyncRuntime, pass_id: str) -> list[dict[str, Any]]:
-    """Objects whose file is gone (not seen in this complete pass) or no longer matches."""
-    t = st.tracked
-    q = select(t.c.source_key, t.c.object_id, t.c.status, t.c.last_seen_pass).where(
-        and_(
-            t.c.sync == rt.name,
-            t.c.object_id.is_not(None),
-            or_(
-                t.c.status == "excluded",
-                t.c.last_seen_pass.is_(None),
-                t.c.last_seen_pass != pass_id,
-            ),
-        )
-    )
-    with rt.store.engine.connect() as c:
-        rows = c.execute(q.order_by(t.c.source_key)).all()
-    return [
-        {
-            "source_key": r.source_key,
-            "item": json.dumps(
-                {
-                    "object_id": r.object_id,
-                    "reason": "gone" if r.last_seen_pass != pass_id else "no longer matches",
-                }
-            ),
-            "action": "delete",
-            "status": "to_delete",
-        }
-        for r in rows
-    ]
+class ReconcileRefused(MixsyncError):
+    """Reconcile would delete more than the cap allows: nothing was deleted."""
 
 
-def reconcile(rt: SyncRuntime, work_id: str) -> dict[str, int]:
-    """Delete the objects a reconcile work list names, unless that would exceed the cap.
-
-    The cap (`max_deletes_per_pass`) stops a wrong source_path or a wiped credential from
-    emptying a bucket: over it, nothing is deleted and the run fails loudly.
-    """
-    rows = rt.store.work_items(work_id, status="to_delete")
-    if not rows:
-        return {"deleted": 0}
-    t = st.tracked
-    with rt.store.engine.connect() as c:
-        total = c.execute(
-            select(func.count())
-            .select_from(t)
-            .where(and_(t.c.sync == rt.name, t.c.object_id.is_not(None)))
-        ).scalar_one()
-    cap = rt.sync.delete_cap(int(total))
-    if len(rows) > cap:
-        raise MixsyncError(
-            f"reconcile would delete {len(rows)} of {total} objects of sync '{rt.name}', over "
+def reconcile(rt: SyncRuntime, claim: Claim) -> int:
+    """Delete what the pass's complete listing shows is gone (files not seen by it) or no
+    longer matches the filters, as the sync's reconcile policy asks. Returns objects deleted."""
+    policy = rt.sync.reconcile_policy
+    store = rt.store
+    p = store.get_pass(rt.sync_id)
+    gone = bool(policy.on_delete and p is not None and p.stamps_seen)
+    drift = policy.on_filter_drift
+    if not (gone or drift):
+        return 0
+    doomed, total = store.reconcile_counts(rt.sync_id, claim.pass_no, gone=gone, drift=drift)
+    cap = rt.sync.delete_cap(total)
+    if doomed > cap:
+        raise ReconcileRefused(
+            f"reconcile would delete {doomed} of {total} objects of sync '{rt.name}', over "
             f"max_deletes_per_pass ({rt.sync.max_deletes_per_pass} = {cap}); nothing was "
             "deleted. Check source_path and the connection's credentials; if the deletions "
             "are intended, raise max_deletes_per_pass for one pass."
         )
     deleted = 0
-    for group in chunks(rows, 100):
-        for r in group:
-            info = json.loads(r.item)
-            errors = rt.target.delete_objects([info["object_id"]])
-            if errors:
-                raise MixsyncError(f"reconcile could not delete {r.source_key}: {errors}")
-            with rt.store.tx() as c:
-                rt.store.set_items(c, work_id, [r.idx], status="deleted", reason=info["reason"])
-                where = and_(t.c.sync == rt.name, t.c.source_key == r.source_key)
-                if info["reason"] == "gone":
-                    c.execute(delete(t).where(where))
-                else:
-                    c.execute(update(t).where(where).values(object_id=None, updated_at=utcnow()))
-            deleted += 1
-    return {"deleted": deleted}
+    after = ""
+    while doomed:
+        page = store.doomed_page(
+            rt.sync_id, claim.pass_no, gone=gone, drift=drift, after=after, limit=PAGE
+        )
+        if not page:
+            break
+        errors = rt.target.delete_objects([d.object_id for d in page])
+        done = [d for d in page if d.object_id not in errors]
+        with store.tx() as c:
+            store.fence(c, claim)
+            store.forget(c, rt.sync_id, [d.key for d in done if d.reason == "gone"])
+            store.clear_objects(c, rt.sync_id, [d.key for d in done if d.reason != "gone"])
+            store.add_pass_counts(c, claim, deleted=len(done))
+        deleted += len(done)
+        if errors:
+            first = next(iter(errors.items()))
+            raise MixsyncError(
+                f"reconcile could not delete {len(errors)} object(s) (e.g. {first[0]}: "
+                f"{first[1]}); {deleted} deleted so far, the rest on a later pass"
+            )
+        after = page[-1].key
+    if gone:
+        with store.tx() as c:
+            store.fence(c, claim)
+            store.forget_unseen(c, rt.sync_id, claim.pass_no)
+    return deleted

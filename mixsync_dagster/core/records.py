@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from mixsync_dagster.clock import utc_from_timestamp, utcnow
+
+__all__ = ["FileItem", "Page", "Skipped", "utc_from_timestamp", "utcnow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +71,3 @@ class Page:
     items: list[FileItem]
     skipped: list[Skipped]
     next_position: str | None
-
-
-def utc_from_timestamp(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=UTC)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

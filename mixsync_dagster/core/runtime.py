@@ -1,18 +1,14 @@
-"""A sync wired to its live state store, provider and target, plus small shared helpers."""
+"""A sync wired to its live state store, provider and target."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
-from sqlalchemy import and_, bindparam, update
-
-from mixsync_dagster import state as st
 from mixsync_dagster.config import MixsyncConfig, SyncConfig
+from mixsync_dagster.core.filters import filters_hash
 from mixsync_dagster.providers.base import Provider, get_provider
-from mixsync_dagster.state import StateStore
-from mixsync_dagster.targets.base import BucketTarget
+from mixsync_dagster.state import StateStore, hash64
+from mixsync_dagster.targets.base import BucketTarget, get_target
 
 
 @dataclass(frozen=True)
@@ -24,6 +20,9 @@ class SyncRuntime:
     store: StateStore
     provider: Provider
     target: BucketTarget
+    sync_id: int = field(default=0)
+    filter_hash: int = field(default=0)
+    """64-bit hash of the sync's filters: a tracked verdict made under other filters is stale."""
 
     @property
     def name(self) -> str:
@@ -35,26 +34,16 @@ class SyncRuntime:
 
 def open_runtime(cfg: MixsyncConfig, sync_name: str) -> SyncRuntime:
     """Wire up the store, provider and target of one declared sync."""
-    from mixsync_dagster.targets import get_target
-
     sync = cfg.sync(sync_name)
     store = StateStore(cfg.state_url())
     provider = get_provider(cfg, sync.connection_id)
     target = get_target(cfg, sync.bucket, store.engine)
-    return SyncRuntime(cfg, sync, store, provider, target)
-
-
-# ---------------------------------------------------------------- planning (sensor side)
-
-
-def update_tracked(c: Any, sync: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Bulk-update tracking rows; each dict has b_key plus the columns to set."""
-    if not rows:
-        return
-    cols = [k for k in rows[0] if k != "b_key"]
-    stmt = (
-        update(st.tracked)
-        .where(and_(st.tracked.c.sync == sync, st.tracked.c.source_key == bindparam("b_key")))
-        .values({k: bindparam("v_" + k) for k in cols})
+    return SyncRuntime(
+        cfg,
+        sync,
+        store,
+        provider,
+        target,
+        sync_id=store.sync_id(sync.name),
+        filter_hash=hash64(filters_hash(sync.file_filters)),
     )
-    c.execute(stmt, [{"b_key": r["b_key"], **{"v_" + k: r[k] for k in cols}} for r in rows])

@@ -1,9 +1,8 @@
-"""Build Dagster Definitions from syncs.yaml: one job, one sensor and one asset per sync."""
+"""Build Dagster Definitions from a syncs.yaml: one job, one sensor and one asset per sync."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from dagster import AssetSpec, Definitions
 
@@ -27,7 +26,8 @@ def build_definitions(path: str | os.PathLike[str] | None = None) -> Definitions
                 key=asset_key_for(sync.name),
                 description=(
                     f"Objects synced by '{sync.name}' from {sync.connection_id}:{sync.source_path} "
-                    f"into bucket '{sync.bucket}'. Metadata plots the sync's metrics over time."
+                    f"into bucket '{sync.bucket}', driven by the sensor mixsync_{sync.name}. "
+                    "Metadata plots the sync's metrics over time (one observation per pass)."
                 ),
                 group_name="mixsync",
                 kinds={"mixsync"},
@@ -42,11 +42,3 @@ def build_definitions(path: str | os.PathLike[str] | None = None) -> Definitions
         sensors=sensors,
         resources={"mixsync": MixsyncResource(config_path=resolved)},
     )
-
-
-def _module_defs() -> Definitions:
-    # Loaded by `dagster dev` / the daemon from the working directory (see workspace.yaml).
-    return build_definitions(os.environ.get("MIXSYNC_CONFIG") or Path("syncs.yaml"))
-
-
-defs = _module_defs()

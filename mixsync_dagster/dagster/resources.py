@@ -6,12 +6,19 @@ import os
 from dagster import ConfigurableResource
 
 from mixsync_dagster.config import MixsyncConfig, load_config
-from mixsync_dagster.core.engine import SyncRuntime, open_runtime
+from mixsync_dagster.core.runtime import SyncRuntime, open_runtime
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_config(path: str, mtime_ns: int) -> MixsyncConfig:
     return load_config(path)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_runtime(path: str, mtime_ns: int, sync: str) -> SyncRuntime:
+    # One runtime (store, provider and target, with their HTTP/boto clients and connection
+    # pools) per config version and sync, reused by every tick and op of this process.
+    return open_runtime(_cached_config(path, mtime_ns), sync)
 
 
 def current_config(path: str) -> MixsyncConfig:
@@ -31,4 +38,4 @@ class MixsyncResource(ConfigurableResource):
         return current_config(self.config_path)
 
     def runtime(self, sync_name: str) -> SyncRuntime:
-        return open_runtime(self.config(), sync_name)
+        return _cached_runtime(self.config_path, os.stat(self.config_path).st_mtime_ns, sync_name)

@@ -1,18 +1,22 @@
-"""Force unlock: release a sync whose Dagster run holds the lock but whose worker is gone.
+"""What Dagster knows about a sync's runs: which are in flight, which are dead, who we are.
 
-The lock is Dagster's run queue (one run per `mixsync/sync` tag value). When the host running
-Dagster dies mid-run, that run stays STARTED and blocks the queue forever. Releasing it means
-marking it failed (or canceled) through Dagster; the queue then moves on and the next tick
-resumes from the checkpoint.
+Dagster is the source of truth for runs: a run owns a pass while Dagster says it is in flight.
+A run whose worker process is gone (on this host) is marked failed through Dagster, so the queue
+moves on and the pass is taken over (the stale-run sweep, and `mixsync unlock`).
 """
+
+from __future__ import annotations
 
 from dataclasses import dataclass
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
-from mixsync_dagster.dagster.jobs import SYNC_TAG, WORKER_TAG
-from mixsync_dagster.dagster.workers import is_alive
-from mixsync_dagster.state import StateStore
+from mixsync_dagster.core.owners import Liveness, process_alive
+
+SYNC_TAG = "mixsync/sync"
+PASS_TAG = "mixsync/pass"
+WORKER_TAG = "mixsync/worker"
+"""host:pid:start of the process executing the run; how a dead run is told from a live one."""
 
 IN_FLIGHT_STATUSES = [
     DagsterRunStatus.NOT_STARTED,
@@ -34,6 +38,14 @@ HOLDING = [
 """Statuses of a run that holds (or is about to hold) the sync's slot; QUEUED ones wait."""
 
 
+def deployment_id(instance: DagsterInstance) -> str:
+    """A stable id of the Dagster deployment (its run storage), shared by its daemon, webserver
+    and CLI, and different for a second deployment that shares our state store."""
+    # SqlRunStorage (SQLite and PostgreSQL) keeps a uuid in its instance_info table.
+    storage_id = getattr(instance.run_storage, "get_run_storage_id", None)
+    return str(storage_id())[:12] if storage_id is not None else str(instance.root_directory)
+
+
 @dataclass(frozen=True)
 class Holder:
     run: DagsterRun
@@ -49,18 +61,13 @@ def holders(instance: DagsterInstance, sync: str) -> list[Holder]:
     for rec in records:
         run = rec.dagster_run
         worker = run.tags.get(WORKER_TAG)
-        out.append(Holder(run, worker, is_alive(worker) if worker else None))
+        out.append(Holder(run, worker, process_alive(worker) if worker else None))
     return out
 
 
-def release(
-    instance: DagsterInstance, holder: Holder, reason: str, store: StateStore | None = None
-) -> None:
+def release(instance: DagsterInstance, holder: Holder, reason: str) -> None:
     """Mark the run failed through Dagster, so the queue admits the sync's next run."""
     instance.report_run_failed(holder.run, f"mixsync unlock: {reason}")
-    sync = holder.run.tags.get(SYNC_TAG)
-    if sync and store is not None:
-        store.release_lease(sync, holder.run.run_id)
 
 
 def in_flight_run(instance: DagsterInstance, sync: str) -> str | None:
@@ -71,13 +78,27 @@ def in_flight_run(instance: DagsterInstance, sync: str) -> str | None:
     return runs[0].dagster_run.run_id if runs else None
 
 
-def sweep_dead(instance: DagsterInstance, sync: str, store: StateStore) -> list[Holder]:
-    """Stale-run sweep: release every run of the sync whose worker on this host is gone.
-
-    Such a run holds the lock for nothing; releasing it lets the queue move on and the sync
-    resume from its checkpoint. Returns the runs released.
-    """
+def sweep_dead(instance: DagsterInstance, sync: str) -> list[Holder]:
+    """Stale-run sweep: release every run of the sync whose worker on this host is gone."""
     dead = [h for h in holders(instance, sync) if h.alive is False]
     for h in dead:
-        release(instance, h, f"worker {h.worker} is gone (stale-run sweep)", store)
+        release(instance, h, f"worker {h.worker} is gone (stale-run sweep)")
     return dead
+
+
+def liveness(instance: DagsterInstance) -> Liveness:
+    """Owner liveness as Dagster and this host know it (see core.owners)."""
+
+    def alive(owner: str) -> bool | None:
+        kind, _, rest = owner.partition(":")
+        if kind == "run":
+            run = instance.get_run_by_id(rest)
+            if run is None or run.status not in IN_FLIGHT_STATUSES:
+                return False
+            worker = run.tags.get(WORKER_TAG)
+            return process_alive(worker) if worker else None
+        if kind == "cli":
+            return process_alive(owner)
+        return None
+
+    return alive

@@ -1,4 +1,18 @@
 """The state store: the only code that reads or writes mixsync's tables."""
 
-from mixsync_dagster.state.store import *  # noqa: F403
-from mixsync_dagster.state.store import __all__, chunks, dumps  # noqa: F401
+from mixsync_dagster.state.schema import Tracked, hash64
+from mixsync_dagster.state.store import CLAIM_TTL_SECONDS, Claim, PassRow, StateStore, chunks
+from mixsync_dagster.state.tracking import Doomed, Outcome, TrackedRow
+
+__all__ = [
+    "CLAIM_TTL_SECONDS",
+    "Claim",
+    "Doomed",
+    "Outcome",
+    "PassRow",
+    "StateStore",
+    "Tracked",
+    "TrackedRow",
+    "chunks",
+    "hash64",
+]

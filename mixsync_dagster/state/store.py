@@ -1,96 +1,105 @@
-"""The state store: source tracking, per-sync status and metrics, and run work lists.
+"""The state store: sync status and metrics, and the pass each sync is in, with its owner.
 
-SQLAlchemy Core over SQLite (default) or PostgreSQL. The schema is created on first use and
-carries a version row so later releases can migrate it in place.
+SQLAlchemy Core over SQLite (default) or PostgreSQL. This package is the only code that reads or
+writes mixsync's tables; the core asks it for small frozen records.
+
+Ownership. A pass is claimed by whoever starts or continues it (a sensor, a run, `mixsync sync`);
+each change of owner moves the pass's fencing token. Every write that belongs to a pass runs in
+a transaction whose first statement is `fence()`: an UPDATE of the pass row that matches only
+the caller's token and owner. It also takes the row's write lock, so a takeover either happens
+before that transaction (which then fails with PassLost) or waits until it has committed.
+Status changes are single statements that compute the new status from the current one, so a
+pause or resume is never overwritten by a concurrent write.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Sequence
+import secrets
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    and_,
-    bindparam,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import and_, case, func, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
-from mixsync_dagster.core.records import utcnow
-from mixsync_dagster.state.schema import (
-    SCHEMA_VERSION,
-    STATUSES,
-    as_utc,
-    batches,
-    ensure_schema,
-    failures,
-    get_engine,
-    leases,
-    metadata,
-    schema_info,
-    syncs,
-    tracked,
-    work_items,
-    work_lists,
-)
+from mixsync_dagster.clock import as_utc, utcnow
+from mixsync_dagster.errors import PassLost
+from mixsync_dagster.state.history import HistoryQueries
+from mixsync_dagster.state.schema import get_engine, passes, syncs
+from mixsync_dagster.state.tracking import TrackingQueries
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "STATUSES",
-    "StateStore",
-    "TrackedRow",
-    "WorkItemRow",
-    "as_utc",
-    "batches",
-    "ensure_schema",
-    "failures",
-    "get_engine",
-    "leases",
-    "metadata",
-    "schema_info",
-    "syncs",
-    "tracked",
-    "work_items",
-    "work_lists",
-]
+CLAIM_TTL_SECONDS = 600
+"""A claim lapses this long after its owner last committed or ticked; then anyone may take it."""
 
 
 @dataclass(frozen=True, slots=True)
-class TrackedRow:
-    fingerprint: str
-    status: str
-    filter_hash: str | None
-    object_id: str | None
-    attempts: int
-    next_attempt_at: datetime | None = None
+class PassRow:
+    """A sync's current (or last) pass, as stored."""
+
+    sync_id: int
+    pass_no: int
+    pass_uid: str
+    state: str
+    """open | done | given_up"""
+    token: int
+    owner: str | None
+    claim_expires_at: datetime | None
+    started_at: datetime
+    finished_at: datetime | None
+    position: str | None
+    listing_done: bool
+    stamps_seen: bool
+    runs_requested: int
+    failures: int
+    retry_at: datetime | None
+    last_error: str | None
+    listed: int
+    synced: int
+    excluded: int
+    failed: int
+    deleted: int
+    bytes: int
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+    def claim_lapsed(self, now: datetime) -> bool:
+        return self.owner is None or self.claim_expires_at is None or self.claim_expires_at < now
 
 
 @dataclass(frozen=True, slots=True)
-class WorkItemRow:
-    idx: int
-    source_key: str
-    item: str
-    action: str
-    status: str
-    object_id: str | None
-    batch_id: str | None
+class Claim:
+    """Proof of ownership of an open pass: every write of the pass presents it."""
+
+    sync_id: int
+    pass_no: int
+    pass_uid: str
+    token: int
+    owner: str
 
 
-class StateStore:
+_PASS_FIELDS = [f.name for f in fields(PassRow)]
+
+
+def _row_to_pass(r: Any) -> PassRow:
+    values = {k: r[k] for k in _PASS_FIELDS}
+    for k in ("claim_expires_at", "started_at", "finished_at", "retry_at"):
+        if values[k] is not None:
+            values[k] = as_utc(values[k])
+    return PassRow(**values)
+
+
+class StateStore(TrackingQueries, HistoryQueries):
     """Typed access to the state tables. Cheap to create; engines are shared per URL."""
 
     def __init__(self, url: str):
         self.url = url
         self.engine = get_engine(url)
+        self._ids: dict[str, int] = {}
 
     @property
     def safe_url(self) -> str:
@@ -105,325 +114,409 @@ class StateStore:
         with self.engine.begin() as c:
             yield c
 
-    # ------------------------------------------------------------ sync status and metrics
+    # ------------------------------------------------------------ syncs
 
-    def ensure_sync(self, name: str) -> None:
+    def sync_id(self, name: str) -> int:
+        """The sync's integer id, creating its row on first use (race-safe)."""
+        sid = self._ids.get(name)
+        if sid is not None:
+            return sid
         with self.tx() as c:
-            if c.execute(select(syncs.c.name).where(syncs.c.name == name)).first() is None:
+            sid = c.execute(select(syncs.c.id).where(syncs.c.name == name)).scalar()
+            if sid is None:
                 try:
                     with c.begin_nested():
                         c.execute(
-                            insert(syncs).values(name=name, status="PENDING", updated_at=utcnow())
+                            insert(syncs).values(
+                                name=name,
+                                status="PENDING",
+                                total_files_discovered=0,
+                                total_files_synced=0,
+                                total_files_failed=0,
+                                total_bytes_synced=0,
+                                consecutive_failures=0,
+                                passes_completed=0,
+                                pass_seq=0,
+                                updated_at=utcnow(),
+                            )
                         )
-                except Exception:  # another process created it first
-                    pass
+                except IntegrityError:
+                    pass  # another process created it first
+                sid = c.execute(select(syncs.c.id).where(syncs.c.name == name)).scalar_one()
+        self._ids[name] = int(sid)
+        return int(sid)
 
     def get_sync(self, name: str) -> dict[str, Any]:
-        self.ensure_sync(name)
-        with self.tx() as c:
-            row = c.execute(select(syncs).where(syncs.c.name == name)).mappings().one()
+        sid = self.sync_id(name)
+        with self.engine.connect() as c:
+            row = c.execute(select(syncs).where(syncs.c.id == sid)).mappings().one()
         return {k: as_utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
 
-    def set_sync(self, c: Connection | None, name: str, **values: Any) -> None:
+    def _set(self, c: Connection, name: str, **values: Any) -> int:
         values["updated_at"] = utcnow()
-        stmt = update(syncs).where(syncs.c.name == name).values(**values)
-        if c is None:
-            self.ensure_sync(name)
-            with self.tx() as c2:
-                c2.execute(stmt)
-        else:
-            c.execute(stmt)
+        sid = self.sync_id(name)
+        return int(c.execute(update(syncs).where(syncs.c.id == sid).values(**values)).rowcount)
 
-    def add_metrics(self, c: Connection, name: str, **deltas: int) -> None:
-        values = {k: getattr(syncs.c, k) + v for k, v in deltas.items() if v}
-        if values:
-            c.execute(update(syncs).where(syncs.c.name == name).values(**values))
+    def pause(self, name: str) -> None:
+        with self.tx() as c:
+            self._set(c, name, status="PAUSED")
+
+    def resume(self, name: str) -> bool:
+        """PAUSED or SUSPENDED → ACTIVE (a resumed suspension starts its count afresh).
+        False when the sync was neither."""
+        s = syncs.c
+        with self.tx() as c:
+            sid = self.sync_id(name)
+            res = c.execute(
+                update(syncs)
+                .where(and_(s.id == sid, s.status.in_(("PAUSED", "SUSPENDED"))))
+                .values(
+                    consecutive_failures=case(
+                        (s.status == "SUSPENDED", 0), else_=s.consecutive_failures
+                    ),
+                    status="ACTIVE",
+                    updated_at=utcnow(),
+                )
+            )
+            return bool(res.rowcount)
+
+    def request_trigger(self, name: str) -> None:
+        """`mixsync trigger`: the next tick starts a pass; a COMPLETED one-time sync runs again."""
+        s = syncs.c
+        with self.tx() as c:
+            self._set(
+                c,
+                name,
+                trigger_requested_at=utcnow(),
+                status=case((s.status == "COMPLETED", "ACTIVE"), else_=s.status),
+            )
 
     def take_trigger(self, name: str) -> bool:
         """True once per `mixsync trigger`: clears the request atomically."""
+        sid = self.sync_id(name)
         with self.tx() as c:
             res = c.execute(
                 update(syncs)
-                .where(and_(syncs.c.name == name, syncs.c.trigger_requested_at.is_not(None)))
+                .where(and_(syncs.c.id == sid, syncs.c.trigger_requested_at.is_not(None)))
                 .values(trigger_requested_at=None)
             )
             return bool(res.rowcount)
 
-    # ------------------------------------------------------------ source tracking
+    def add_totals(self, c: Connection, sync_id: int, **deltas: int) -> None:
+        values = {k: getattr(syncs.c, k) + v for k, v in deltas.items() if v}
+        if values:
+            c.execute(update(syncs).where(syncs.c.id == sync_id).values(**values))
 
-    def lookup(self, c: Connection, sync: str, keys: Sequence[str]) -> dict[str, TrackedRow]:
-        out: dict[str, TrackedRow] = {}
-        for chunk in chunks(keys, 500):
-            rows = c.execute(
-                select(
-                    tracked.c.source_key,
-                    tracked.c.fingerprint,
-                    tracked.c.status,
-                    tracked.c.filter_hash,
-                    tracked.c.object_id,
-                    tracked.c.attempts,
-                    tracked.c.next_attempt_at,
-                ).where(and_(tracked.c.sync == sync, tracked.c.source_key.in_(chunk)))
-            )
-            for r in rows:
-                nxt = as_utc(r.next_attempt_at) if r.next_attempt_at else None
-                out[r.source_key] = TrackedRow(
-                    r.fingerprint, r.status, r.filter_hash, r.object_id, r.attempts, nxt
-                )
-        return out
+    # ------------------------------------------------------------ passes
 
-    def discover(self, c: Connection, sync: str, rows: list[dict[str, Any]]) -> int:
-        """Insert tracking rows for newly seen keys (status pending); count only real inserts."""
-        if not rows:
-            return 0
-        if c.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-        # One cached statement, executed many: building a fresh 500-row VALUES clause per
-        # chunk cost 50 ms in SQLAlchemy alone. rowcount is -1 for such inserts on psycopg;
-        # RETURNING counts only the rows really inserted, on both dialects.
-        stmt = dialect_insert(tracked).on_conflict_do_nothing().returning(tracked.c.source_key)
-        added = 0
-        for chunk in chunks(rows, 1000):
-            added += len(c.execute(stmt, chunk).all())
-        self.add_metrics(c, sync, total_files_discovered=added)
-        return added
+    def get_pass(self, sync_id: int) -> PassRow | None:
+        with self.engine.connect() as c:
+            r = c.execute(select(passes).where(passes.c.sync_id == sync_id)).mappings().first()
+        return _row_to_pass(r) if r is not None else None
 
-    def mark_seen(self, c: Connection, sync: str, keys: Sequence[str], pass_id: str) -> None:
-        for chunk in chunks(keys, 500):
-            c.execute(
-                update(tracked)
-                .where(and_(tracked.c.sync == sync, tracked.c.source_key.in_(chunk)))
-                .values(last_seen_pass=pass_id)
-            )
-
-    def track(self, c: Connection, sync: str, key: str, **values: Any) -> None:
-        values["updated_at"] = utcnow()
-        c.execute(
-            update(tracked)
-            .where(and_(tracked.c.sync == sync, tracked.c.source_key == key))
-            .values(**values)
-        )
-
-    def tracked_counts(self, sync: str) -> dict[str, int]:
-        with self.tx() as c:
-            rows = c.execute(
-                select(tracked.c.status, func.count())
-                .where(tracked.c.sync == sync)
-                .group_by(tracked.c.status)
-            )
-            return {r[0]: int(r[1]) for r in rows}
-
-    # ------------------------------------------------------------ run lease
-
-    def acquire_lease(self, sync: str, holder: str, ttl_seconds: int) -> str:
-        """Take (or renew) the sync's lease; returns the holder after the attempt.
-
-        One statement, atomic on both dialects: the row is taken over only when it is ours or
-        has expired. The caller holds the lease when the returned holder is its own.
-        """
-        now = utcnow()
-        until = now + timedelta(seconds=ttl_seconds)
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-        stmt = dialect_insert(leases).values(
-            sync=sync, holder=holder, acquired_at=now, expires_at=until
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[leases.c.sync],
-            set_={"holder": holder, "expires_at": until},
-            where=or_(leases.c.holder == holder, leases.c.expires_at < now),
-        )
-        with self.tx() as c:
-            c.execute(stmt)
-            return str(c.execute(select(leases.c.holder).where(leases.c.sync == sync)).scalar_one())
-
-    def release_lease(self, sync: str, holder: str | None = None) -> bool:
-        """Drop the lease (only if `holder` holds it, when given)."""
-        cond = leases.c.sync == sync
-        if holder is not None:
-            cond = and_(cond, leases.c.holder == holder)
-        with self.tx() as c:
-            return bool(c.execute(delete(leases).where(cond)).rowcount)
-
-    def lease_holder(self, sync: str) -> str | None:
-        with self.tx() as c:
-            row = c.execute(
-                select(leases.c.holder, leases.c.expires_at).where(leases.c.sync == sync)
-            ).first()
-        if row is None or as_utc(row.expires_at) < utcnow():
-            return None
-        return str(row.holder)
-
-    # ------------------------------------------------------------ dead-letter queue
-
-    def dlq_rows(self, sync: str) -> list[dict[str, Any]]:
-        """Files that failed: waiting for a retry (`retry`) or given up on (`failed`)."""
-        with self.tx() as c:
-            rows = c.execute(
-                select(
-                    tracked.c.source_key,
-                    tracked.c.status,
-                    tracked.c.attempts,
-                    tracked.c.last_error,
-                    tracked.c.next_attempt_at,
-                    tracked.c.updated_at,
-                )
-                .where(and_(tracked.c.sync == sync, tracked.c.status.in_(("retry", "failed"))))
-                .order_by(tracked.c.source_key)
-            ).mappings()
-            return [
-                {k: as_utc(v) if isinstance(v, datetime) else v for k, v in r.items()} for r in rows
-            ]
-
-    def dlq_requeue(self, sync: str, keys: Sequence[str] | None) -> int:
-        """Put failed files back in line (all of them when `keys` is None)."""
-        cond = and_(tracked.c.sync == sync, tracked.c.status.in_(("retry", "failed")))
-        with self.tx() as c:
-            total = 0
-            for chunk in [None] if keys is None else list(chunks(keys, 500)):
-                where = cond if chunk is None else and_(cond, tracked.c.source_key.in_(chunk))
-                res = c.execute(
-                    update(tracked)
-                    .where(where)
-                    .values(status="retry", attempts=0, next_attempt_at=None, updated_at=utcnow())
-                )
-                total += res.rowcount
-            return total
-
-    def dlq_size(self, sync: str) -> int:
-        with self.tx() as c:
-            return int(
-                c.execute(
-                    select(func.count())
-                    .select_from(tracked)
-                    .where(and_(tracked.c.sync == sync, tracked.c.status.in_(("retry", "failed"))))
-                ).scalar_one()
-            )
-
-    # ------------------------------------------------------------ work lists
-
-    def save_work(
+    def start_pass(
         self,
-        work_id: str,
-        sync: str,
-        pass_id: str,
-        seq: int,
-        final: bool,
-        items: list[dict[str, Any]],
-    ) -> bool:
-        """Store a run's work list once; False if it already existed (a re-evaluated tick)."""
+        sync_id: int,
+        owner: str,
+        *,
+        observed: PassRow | None,
+        stamps_seen: bool,
+        interval_seconds: int,
+        ttl: int = CLAIM_TTL_SECONDS,
+    ) -> Claim | None:
+        """Begin the next pass, owned by `owner`; None if someone else moved first.
+
+        `observed` is the pass row the caller decided on (it must not be open)."""
+        now = utcnow()
+        uid = secrets.token_hex(4)
+        values: dict[str, Any] = {
+            "pass_uid": uid,
+            "state": "open",
+            "owner": owner,
+            "claim_expires_at": now + timedelta(seconds=ttl),
+            "started_at": now,
+            "finished_at": None,
+            "position": None,
+            "listing_done": False,
+            "stamps_seen": stamps_seen,
+            "runs_requested": 0,
+            "failures": 0,
+            "retry_at": None,
+            "last_error": None,
+            **dict.fromkeys(("listed", "synced", "excluded", "failed", "deleted", "bytes"), 0),
+        }
         with self.tx() as c:
-            if c.execute(select(work_lists.c.id).where(work_lists.c.id == work_id)).first():
-                return False
-            c.execute(
-                insert(work_lists).values(
-                    id=work_id,
-                    sync=sync,
-                    pass_id=pass_id,
-                    seq=seq,
-                    status="pending",
-                    item_count=len(items),
-                    final=final,
-                    created_at=utcnow(),
-                )
-            )
-            rows = [{"work_id": work_id, "idx": i, **it} for i, it in enumerate(items)]
-            for chunk in chunks(rows, 1000):
-                c.execute(insert(work_items), chunk)
-            return True
-
-    def work_list(self, work_id: str) -> dict[str, Any]:
-        with self.tx() as c:
-            row = c.execute(select(work_lists).where(work_lists.c.id == work_id)).mappings().first()
-        if row is None:
-            raise KeyError(f"work list {work_id} not found in the state store")
-        return dict(row)
-
-    def work_items(
-        self, work_id: str, status: str | tuple[str, ...] | None = None
-    ) -> list[WorkItemRow]:
-        q = select(
-            work_items.c.idx,
-            work_items.c.source_key,
-            work_items.c.item,
-            work_items.c.action,
-            work_items.c.status,
-            work_items.c.object_id,
-            work_items.c.batch_id,
-        ).where(work_items.c.work_id == work_id)
-        if isinstance(status, str):
-            q = q.where(work_items.c.status == status)
-        elif status is not None:
-            q = q.where(work_items.c.status.in_(status))
-        with self.tx() as c:
-            return [WorkItemRow(*r) for r in c.execute(q.order_by(work_items.c.idx))]
-
-    def set_items(self, c: Connection, work_id: str, idxs: Iterable[int], **values: Any) -> None:
-        for chunk in chunks(list(idxs), 500):
-            c.execute(
-                update(work_items)
-                .where(and_(work_items.c.work_id == work_id, work_items.c.idx.in_(chunk)))
-                .values(**values)
-            )
-
-    def set_items_each(self, c: Connection, work_id: str, rows: Sequence[dict[str, Any]]) -> None:
-        """Per-item values in one executemany; every dict has `idx` and the same other keys."""
-        if not rows:
-            return
-        cols = [k for k in rows[0] if k != "idx"]
-        stmt = (
-            update(work_items)
-            .where(
-                and_(
-                    work_items.c.work_id == bindparam("b_work"),
-                    work_items.c.idx == bindparam("b_idx"),
-                )
-            )
-            .values({k: bindparam("v_" + k) for k in cols})
-        )
-        c.execute(
-            stmt,
-            [
-                {"b_work": work_id, "b_idx": r["idx"], **{"v_" + k: r[k] for k in cols}}
-                for r in rows
-            ],
-        )
-
-    def item_counts(self, work_id: str) -> dict[str, int]:
-        with self.tx() as c:
-            rows = c.execute(
-                select(work_items.c.status, func.count())
-                .where(work_items.c.work_id == work_id)
-                .group_by(work_items.c.status)
-            )
-            return {r[0]: int(r[1]) for r in rows}
-
-    def pending_work(self, sync: str, pass_id: str) -> int:
-        with self.tx() as c:
-            return int(
-                c.execute(
-                    select(func.count())
-                    .select_from(work_lists)
+            if observed is not None and observed.is_open:
+                return None
+            if observed is None:
+                token = 1
+                try:
+                    with c.begin_nested():
+                        c.execute(
+                            insert(passes).values(sync_id=sync_id, pass_no=0, token=token, **values)
+                        )
+                except IntegrityError:
+                    return None
+            else:
+                token = observed.token + 1
+                res = c.execute(
+                    update(passes)
                     .where(
                         and_(
-                            work_lists.c.sync == sync,
-                            work_lists.c.pass_id == pass_id,
-                            work_lists.c.status == "pending",
+                            passes.c.sync_id == sync_id,
+                            passes.c.token == observed.token,
+                            passes.c.state != "open",
                         )
                     )
+                    .values(token=token, **values)
+                )
+                if res.rowcount != 1:
+                    return None
+            c.execute(
+                update(syncs)
+                .where(syncs.c.id == sync_id)
+                .values(
+                    pass_seq=syncs.c.pass_seq + 1,
+                    next_sync_at=now + timedelta(seconds=interval_seconds),
+                )
+            )
+            pass_no = int(
+                c.execute(select(syncs.c.pass_seq).where(syncs.c.id == sync_id)).scalar_one()
+            )
+            c.execute(update(passes).where(passes.c.sync_id == sync_id).values(pass_no=pass_no))
+        return Claim(sync_id, pass_no, uid, token, owner)
+
+    def take_over(
+        self, observed: PassRow, owner: str, *, ttl: int = CLAIM_TTL_SECONDS
+    ) -> Claim | None:
+        """Claim an open pass from its released, lapsed or dead owner (the caller judged it);
+        the token moves, so the old owner can commit nothing more. None if someone moved first."""
+        now = utcnow()
+        token = observed.token + 1
+        with self.tx() as c:
+            res = c.execute(
+                update(passes)
+                .where(
+                    and_(
+                        passes.c.sync_id == observed.sync_id,
+                        passes.c.token == observed.token,
+                        passes.c.state == "open",
+                    )
+                )
+                .values(token=token, owner=owner, claim_expires_at=now + timedelta(seconds=ttl))
+            )
+            if res.rowcount != 1:
+                return None
+        return Claim(observed.sync_id, observed.pass_no, observed.pass_uid, token, owner)
+
+    def resume_claim(self, observed: PassRow, owner: str, token: int) -> Claim | None:
+        """A run taking over from the sensor (or CLI) that requested it with `token`: the token
+        moves, so a run re-executed later from the UI, or a second copy, finds it stale. The
+        same run id asking again (a retried step) gets its claim back unchanged."""
+        if observed.owner == owner and observed.is_open:
+            return Claim(
+                observed.sync_id, observed.pass_no, observed.pass_uid, observed.token, owner
+            )
+        if observed.token != token or not observed.is_open:
+            return None
+        return self.take_over(observed, owner)
+
+    def fence(self, c: Connection, claim: Claim, **values: Any) -> None:
+        """First statement of every write of a pass: renew the claim (and set `values`) only
+        if `claim` still owns the open pass; otherwise raise PassLost and write nothing."""
+        values["claim_expires_at"] = utcnow() + timedelta(seconds=CLAIM_TTL_SECONDS)
+        res = c.execute(
+            update(passes)
+            .where(
+                and_(
+                    passes.c.sync_id == claim.sync_id,
+                    passes.c.token == claim.token,
+                    passes.c.owner == claim.owner,
+                    passes.c.state == "open",
+                )
+            )
+            .values(**values)
+        )
+        if res.rowcount != 1:
+            raise PassLost(
+                f"pass {claim.pass_no} was taken over by another owner (claim of {claim.owner} "
+                f"with token {claim.token} is stale); this process stops here"
+            )
+
+    def renew(self, claim: Claim, **values: Any) -> None:
+        with self.tx() as c:
+            self.fence(c, claim, **values)
+
+    def hand_back(self, claim: Claim, owner: str | None) -> Claim | None:
+        """Give the open pass to `owner` (the sensor or CLI that launched this run), keeping
+        the token; None (and nothing changed) when the claim was already lost."""
+        with self.tx() as c:
+            try:
+                self.fence(c, claim, owner=owner)
+            except PassLost:
+                return None
+        return Claim(claim.sync_id, claim.pass_no, claim.pass_uid, claim.token, owner or "")
+
+    def release(self, claim: Claim) -> bool:
+        """Leave the open pass unowned (Ctrl-C, a finished run): anyone may continue it."""
+        with self.tx() as c:
+            res = c.execute(
+                update(passes)
+                .where(
+                    and_(
+                        passes.c.sync_id == claim.sync_id,
+                        passes.c.token == claim.token,
+                        passes.c.owner == claim.owner,
+                    )
+                )
+                .values(owner=None, claim_expires_at=None)
+            )
+            return bool(res.rowcount)
+
+    def advance(
+        self, claim: Claim, position: str | None, *, seen: Sequence[str], **counts: int
+    ) -> None:
+        """Move the pass past a listed page: its position (None: the listing is done), its
+        counts, and the `last_seen` stamps of the page's files when reconcile needs them."""
+        values: dict[str, Any] = {k: getattr(passes.c, k) + v for k, v in counts.items() if v}
+        with self.tx() as c:
+            self.fence(c, claim, position=position, listing_done=position is None, **values)
+            if seen:
+                self.stamp_seen(c, claim.sync_id, seen, claim.pass_no)
+
+    def next_run_key(self, claim: Claim) -> int:
+        """Count a run requested for the pass; its number keeps run keys unique."""
+        with self.tx() as c:
+            self.fence(c, claim, runs_requested=passes.c.runs_requested + 1)
+            return int(
+                c.execute(
+                    select(passes.c.runs_requested).where(passes.c.sync_id == claim.sync_id)
                 ).scalar_one()
             )
+
+    def add_pass_counts(self, c: Connection, claim: Claim, **deltas: int) -> None:
+        values = {k: getattr(passes.c, k) + v for k, v in deltas.items() if v}
+        self.fence(c, claim, **values)
+
+    def finish_pass(
+        self, claim: Claim, *, complete: bool, initial_only: bool, interval_seconds: int
+    ) -> str:
+        """Close the pass and update the sync: times, counts, status. Returns the new status.
+
+        The status is computed from the current one in the same statement: PENDING or FAILED
+        becomes ACTIVE (COMPLETED for a one-time sync), PAUSED and SUSPENDED stay."""
+        now = utcnow()
+        s = syncs.c
+        with self.tx() as c:
+            self.fence(c, claim, state="done", finished_at=now, owner=None, claim_expires_at=None)
+            started = as_utc(
+                c.execute(
+                    select(passes.c.started_at).where(passes.c.sync_id == claim.sync_id)
+                ).scalar_one()
+            )
+            if initial_only:
+                status = case(
+                    (
+                        s.status.in_(("PENDING", "ACTIVE", "FAILED")),
+                        "COMPLETED" if complete else "ACTIVE",
+                    ),
+                    else_=s.status,
+                )
+                nxt: datetime | None = None if complete else now
+            else:
+                status = case((s.status.in_(("PENDING", "FAILED")), "ACTIVE"), else_=s.status)
+                nxt = started + timedelta(seconds=interval_seconds)
+            values: dict[str, Any] = {
+                "last_sync_at": now,
+                "next_sync_at": nxt,
+                "passes_completed": s.passes_completed + 1,
+                "status": status,
+                "updated_at": now,
+            }
+            if complete:
+                values.update(consecutive_failures=0, last_error=None)
+            c.execute(update(syncs).where(s.id == claim.sync_id).values(**values))
+            return str(c.execute(select(s.status).where(s.id == claim.sync_id)).scalar_one())
+
+    def record_pass_failure(
+        self,
+        sync_id: int,
+        pass_uid: str,
+        error: str,
+        *,
+        give_up: bool,
+        retry_at: datetime | None,
+        threshold: int,
+    ) -> tuple[bool, str]:
+        """Note a failed attempt of a pass; give the pass up when asked (or when it is no longer
+        open, nothing more). A given-up pass counts once toward auto-suspend.
+
+        Returns (counted, the sync's status)."""
+        now = utcnow()
+        error = error[:1000]
+        p = passes.c
+        s = syncs.c
+        with self.tx() as c:
+            where = and_(p.sync_id == sync_id, p.pass_uid == pass_uid, p.state == "open")
+            values: dict[str, Any] = {
+                "failures": p.failures + 1,
+                "last_error": error,
+                "retry_at": retry_at,
+            }
+            if give_up:
+                values.update(state="given_up", finished_at=now, owner=None, claim_expires_at=None)
+            counted = (
+                bool(c.execute(update(passes).where(where).values(**values)).rowcount) and give_up
+            )
+            sync_values: dict[str, Any] = {"last_error": error, "updated_at": now}
+            if counted:
+                n = s.consecutive_failures + 1
+                sync_values.update(
+                    consecutive_failures=n,
+                    status=case(
+                        (s.status.in_(("PAUSED", "SUSPENDED", "COMPLETED")), s.status),
+                        (n >= threshold, "SUSPENDED"),
+                        else_="FAILED",
+                    ),
+                )
+            c.execute(update(syncs).where(s.id == sync_id).values(**sync_values))
+            status = str(c.execute(select(s.status).where(s.id == sync_id)).scalar_one())
+        return counted, status
+
+    def count_outside_pass(self, sync_id: int, error: str, threshold: int) -> str:
+        """A failure with no open pass to charge (a missing source at the start of a pass
+        that never began): counts once toward auto-suspend. Returns the sync's status."""
+        s = syncs.c
+        n = s.consecutive_failures + 1
+        with self.tx() as c:
+            c.execute(
+                update(syncs)
+                .where(s.id == sync_id)
+                .values(
+                    consecutive_failures=n,
+                    last_error=error[:1000],
+                    status=case(
+                        (s.status.in_(("PAUSED", "SUSPENDED", "COMPLETED")), s.status),
+                        (n >= threshold, "SUSPENDED"),
+                        else_="FAILED",
+                    ),
+                    updated_at=utcnow(),
+                )
+            )
+            return str(c.execute(select(s.status).where(s.id == sync_id)).scalar_one())
+
+    def pass_totals(self) -> dict[str, int]:
+        """Rows per table (for size checks in tests and benchmarks)."""
+        from mixsync_dagster.state.schema import metadata
+
+        with self.engine.connect() as c:
+            return {
+                t.name: int(c.execute(select(func.count()).select_from(t)).scalar_one())
+                for t in metadata.sorted_tables
+            }
 
 
 def chunks(seq: Sequence[Any], n: int) -> Iterator[Any]:
     """Consecutive slices of at most `n`: bounded IN lists and batched writes."""
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

@@ -83,6 +83,11 @@ class SubmittedBatch:
 class BucketTarget(Protocol):
     """Put objects (idempotently), delete them, and hand them to the processing pipeline."""
 
+    one_object_per_ref: bool
+    """True when the bucket itself keeps one object per source reference (updating it in
+    place); False when a retry could leave a second object, so the engine records its intent
+    before each put and marks interrupted specs."""
+
     def put_objects(self, specs: list[ObjectSpec]) -> list[ObjectResult]:
         """For each spec, leave exactly one live object holding the file at its fingerprint and
         return that object's id (results in the order of `specs`).

@@ -38,7 +38,6 @@ objects = Table(
     Column("bucket", String(64), nullable=False),
     Column("source_ref", Text, nullable=False),
     Column("source_key", Text, nullable=False),
-    Column("blob_url", Text),  # v3; no longer written (it held presigned URLs)
     Column("uri", Text),
     Column("mime_type", String(255)),
     Column("size_bytes", BigInteger, nullable=False),
@@ -82,6 +81,8 @@ class LocalBucketTarget:
     One object per source reference (a unique constraint): a new version of a file replaces
     the object's content in place, which this bucket, unlike Mixpeek's, can do.
     """
+
+    one_object_per_ref = True
 
     def __init__(self, engine: Engine, bucket: str):
         self.engine = engine

@@ -247,6 +247,8 @@ def _transport(pool: httpx.Limits) -> httpx.HTTPTransport:
 class MixpeekTarget:
     """A Mixpeek bucket: one keep-alive connection pool per target, secrets kept out of sight."""
 
+    one_object_per_ref = False
+
     def __init__(
         self,
         bucket_name: str,
