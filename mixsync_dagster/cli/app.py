@@ -404,7 +404,7 @@ def sync(obj: Ctx, name: str) -> None:
             position = plan.next_position
             if plan.listing_done:
                 break
-        if rt.sync.reconcile_on_sync:
+        if rt.sync.reconcile_policy.deletes:
             doomed = engine.plan_reconcile(rt, pass_id)
             if doomed:
                 run(doomed, True)

@@ -136,7 +136,7 @@ def tick(rt: SyncRuntime, cur: PassCursor, *, in_flight: str | None) -> TickOutc
 def close_pass(rt: SyncRuntime, cur: PassCursor) -> TickOutcome:
     """Every chunk of the pass has run: reconcile if asked (one more run), then finish it."""
     note = ""
-    if rt.sync.reconcile_on_sync and not cur.reconciled:
+    if rt.sync.reconcile_policy.deletes and not cur.reconciled:
         cur = replace(cur, reconciled=True)
         if rt.store.pending_work(rt.name, cur.pass_id):
             note = "reconcile skipped: a run of this pass failed, so nothing is deleted; "

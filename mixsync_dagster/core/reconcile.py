@@ -15,7 +15,8 @@ from mixsync_dagster.state import chunks
 
 
 def plan_reconcile(rt: SyncRuntime, pass_id: str) -> list[dict[str, Any]]:
-    """Objects whose file is gone (not seen in this complete pass) or no longer matches."""
+    """Objects whose file is gone (not seen in this complete pass) or no longer matches, as
+    far as the sync's reconcile policy deletes each kind."""
     t = st.tracked
     q = select(t.c.source_key, t.c.object_id, t.c.status, t.c.last_seen_pass).where(
         and_(
@@ -30,20 +31,22 @@ def plan_reconcile(rt: SyncRuntime, pass_id: str) -> list[dict[str, Any]]:
     )
     with rt.store.engine.connect() as c:
         rows = c.execute(q.order_by(t.c.source_key)).all()
-    return [
-        {
-            "source_key": r.source_key,
-            "item": json.dumps(
-                {
-                    "object_id": r.object_id,
-                    "reason": "gone" if r.last_seen_pass != pass_id else "no longer matches",
-                }
-            ),
-            "action": "delete",
-            "status": "to_delete",
-        }
-        for r in rows
-    ]
+    policy = rt.sync.reconcile_policy
+    out = []
+    for r in rows:
+        gone = r.last_seen_pass != pass_id
+        if not (policy.on_delete if gone else policy.on_filter_drift):
+            continue
+        info = {"object_id": r.object_id, "reason": "gone" if gone else "no longer matches"}
+        out.append(
+            {
+                "source_key": r.source_key,
+                "item": json.dumps(info),
+                "action": "delete",
+                "status": "to_delete",
+            }
+        )
+    return out
 
 
 def reconcile(rt: SyncRuntime, work_id: str) -> dict[str, int]:
