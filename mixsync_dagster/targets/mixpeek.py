@@ -3,7 +3,8 @@
 The contract is the vendor's SDK (`mixpeek` 1.3.783, OpenAPI v0.82; see
 `../shared/reference/mixpeek-api.md` section 3), and `tests/fake_mixpeek.py` checks every
 request this module sends with the SDK's own models. HTTP, retries and errors live in
-`targets/mixpeek_http.py`. Calls, under `/v1/buckets/{bucket_id}`:
+`targets/mixpeek_http.py`; create bodies and uploads in `targets/mixpeek_objects.py`. Calls,
+under `/v1/buckets/{bucket_id}`:
 
 - `POST .../objects/batch {objects: [CreateObjectRequest] (≤ 100)}` → `{succeeded, failed:
   [{object_index, error, error_type}]}`, 200, or 422 with the same body when every object failed.
@@ -55,18 +56,13 @@ pending); refused credentials raise AuthError. Secrets stay out of every message
 
 from __future__ import annotations
 
-import base64
-import io
-import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, BinaryIO
-from urllib.parse import quote, urlsplit
+from typing import Any
+from urllib.parse import quote
 
 from mixsync_dagster.config import MixpeekBucket
-from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
-from mixsync_dagster.targets.base import BlobSpec, ObjectResult, ObjectSpec, SubmittedBatch
+from mixsync_dagster.errors import AuthError, ProviderError, TransientError
+from mixsync_dagster.targets.base import ObjectResult, ObjectSpec, SubmittedBatch
 from mixsync_dagster.targets.mixpeek_http import (
     ApiError,
     MixpeekHttp,
@@ -74,6 +70,7 @@ from mixsync_dagster.targets.mixpeek_http import (
     RetryBudget,
     loc_text,
 )
+from mixsync_dagster.targets.mixpeek_objects import TRACKING_KEY, ObjectBodies, blob_type_for
 
 __all__ = ["DEFAULT_BUDGET", "MixpeekRejected", "MixpeekTarget", "RetryBudget", "blob_type_for"]
 
@@ -83,75 +80,15 @@ MAX_OBJECTS_PER_CALL = 100
 LOOKUP_REFS_PER_CALL = 100
 LIST_PAGE_SIZE = 1000
 """The API's cap on `limit` for objects/list."""
-TRACKING_KEY = "mixsync"
 SOURCE_REF_FIELD = f"metadata.{TRACKING_KEY}.source_ref"
-UPLOAD_CHUNK_BYTES = 1 << 20
-SMALL_FILE_BYTES = 8 << 20
-"""Files up to this size are PUT from memory in one piece; larger ones are streamed."""
 DEDUP_STRATEGY = "replace"
 SUBMIT_TRIES = 3
 """Batches created per submit_batch when the reaper keeps cancelling the draft first."""
-
-_EXACT_TYPES = {
-    "application/pdf": "pdf",
-    "application/vnd.ms-excel": "excel",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "excel",
-    "application/vnd.oasis.opendocument.spreadsheet": "excel",
-    "application/json": "text",
-    "application/xml": "text",
-    "application/yaml": "text",
-    "application/x-yaml": "text",
-    "application/javascript": "text",
-    "application/x-ndjson": "text",
-}
-_FAMILY_TYPES = {"video": "video", "image": "image", "audio": "audio", "text": "text"}
-
-
-def blob_type_for(mime_type: str | None, configured: str | None = "auto") -> str | None:
-    """The Mixpeek blob type of a file: the configured one, else from its MIME type (or None)."""
-    if configured and configured != "auto":
-        return configured
-    if not mime_type:
-        return None
-    mime = mime_type.split(";", 1)[0].strip().lower()
-    if mime in _EXACT_TYPES:
-        return _EXACT_TYPES[mime]
-    if mime.endswith("+json") or mime.endswith("+xml"):
-        return "image" if mime == "image/svg+xml" else "text"
-    return _FAMILY_TYPES.get(mime.split("/", 1)[0])
 
 
 def _chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
-
-
-def _size_of(f: BinaryIO, fallback: int) -> int:
-    try:
-        return os.fstat(f.fileno()).st_size
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        return fallback
-
-
-def _is_url(value: str) -> bool:
-    return value.startswith(("https://", "http://", "s3://"))
-
-
-@dataclass
-class _Prepared:
-    """One spec's create body; `upload` is set while its primary blob still needs one."""
-
-    body: dict[str, Any]
-    upload: tuple[ObjectSpec, str, str] | None = None
-    """(spec, content type, blob type) of a local file to upload first."""
-
-
-class _Failed(Exception):
-    """This one file cannot be sent as it is."""
-
-
-_UPLOAD: Any = object()
-"""Stands for the upload id of the spec's file until the upload is confirmed."""
 
 
 class MixpeekTarget:
@@ -181,6 +118,14 @@ class MixpeekTarget:
             pool_size=self.upload_concurrency + 4,
         )
         self._prefix = f"/v1/buckets/{quote(self.bucket_id, safe='')}"
+        self.bodies = ObjectBodies(
+            self.http,
+            self._prefix,
+            bucket_name=bucket_name,
+            blob_property=spec.blob_property,
+            blob_type=spec.blob_type,
+            upload_concurrency=self.upload_concurrency,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -445,178 +390,6 @@ class MixpeekTarget:
         for i in sent:
             results.setdefault(i, ObjectResult(error="Mixpeek's answer did not mention the object"))
 
-    # ------------------------------------------------------------ object bodies
-
-    def _metadata(self, spec: ObjectSpec) -> dict[str, Any]:
-        if TRACKING_KEY in spec.fields:
-            raise _Failed(
-                f"mapped field '{TRACKING_KEY}' clashes with the source-tracking metadata key; "
-                "rename the mapping target"
-            )
-        meta = {k: v for k, v in spec.metadata.items() if k != TRACKING_KEY}
-        meta.update(spec.fields)
-        tracking = dict(spec.metadata.get(TRACKING_KEY) or {})
-        tracking.update(
-            source_key=spec.source_key, fingerprint=spec.fingerprint, source_ref=spec.source_ref
-        )
-        meta[TRACKING_KEY] = tracking
-        return meta
-
-    def _blob_type(self, mime: str | None, configured: str | None, what: str) -> str:
-        btype = blob_type_for(mime, configured)
-        if btype is None:
-            raise _Failed(
-                f"cannot tell the Mixpeek blob type of {what} (MIME type {mime or 'unknown'}); "
-                f"set blob_type on bucket '{self.bucket_name}' or on the blob mapping"
-            )
-        return btype
-
-    def _body(self, spec: ObjectSpec) -> _Prepared:
-        """The create body of one spec; a local file's blobs wait for its upload."""
-        mapped = {b.property: b for b in spec.blobs}
-        primary = mapped.pop(self.blob_property, None)
-        upload = None
-        blobs: list[dict[str, Any]] = []
-        if primary is not None and primary.value != spec.uri:
-            blobs.append(self._extra_blob(primary))  # the mapping replaces the file's blob
-        else:
-            mime = (primary.mime_type_override if primary else None) or spec.mime_type
-            configured = primary.blob_type if primary and primary.blob_type else self.blob_type
-            btype = self._blob_type(mime, configured, spec.source_key)
-            url = spec.fetch_url() if spec.fetch_url is not None else None
-            if url is not None and _is_url(url):
-                source: dict[str, Any] = {"data": url}
-            elif spec.open_blob is not None:
-                source = {"upload_id": _UPLOAD}
-                upload = (spec, mime or "application/octet-stream", btype)
-            else:
-                raise _Failed("the provider gave no URL the bucket can fetch")
-            blobs.append({"property": self.blob_property, "type": btype, **source})
-            for b in mapped.values():
-                if b.value == spec.uri:  # the file itself, under another property too
-                    other = b.blob_type if b.blob_type and b.blob_type != "auto" else btype
-                    blobs.append({"property": b.property, "type": other, **source})
-        blobs += [self._extra_blob(b) for b in mapped.values() if b.value != spec.uri]
-        body = {
-            "blobs": blobs,
-            "metadata": self._metadata(spec),
-            "idempotency_key": spec.idempotency_key,
-            "skip_duplicates": False,
-        }
-        return _Prepared(body, upload)
-
-    def _extra_blob(self, b: BlobSpec) -> dict[str, Any]:
-        """A mapped blob: a URL the API fetches, or inline content."""
-        value = str(b.value)
-        url = _is_url(value)
-        mime = b.mime_type_override
-        if mime is None and not url:
-            mime = "text/plain"
-        guess = mime or _guess_mime(value)
-        btype = self._blob_type(guess, b.blob_type, f"blob mapping '{b.property}'")
-        if url:
-            data: Any = value
-        elif b.mime_type_override and b.mime_type_override != "text/plain":
-            data = f"data:{mime};base64,{base64.b64encode(value.encode()).decode()}"
-        else:
-            data = value  # inline text (the API takes it for type text)
-        return {"property": b.property, "type": btype, "data": data}
-
     def _prepare(self, specs: Sequence[ObjectSpec]) -> list[dict[str, Any] | ObjectResult]:
-        """Each spec's create body, uploading local files first; or its failure."""
-        out: list[dict[str, Any] | ObjectResult] = []
-        waiting: list[tuple[int, _Prepared]] = []
-        for spec in specs:
-            try:
-                p = self._body(spec)
-            except _Failed as e:
-                out.append(ObjectResult(error=f"{spec.source_key}: {e}"))
-                continue
-            out.append(p.body)
-            if p.upload is not None:
-                waiting.append((len(out) - 1, p))
-        if waiting:
-            workers = min(self.upload_concurrency, len(waiting))
-            with ThreadPoolExecutor(workers, thread_name_prefix="mixpeek-upload") as pool:
-                done = list(pool.map(self._upload, [p for _, p in waiting]))
-            for (i, p), res in zip(waiting, done, strict=True):
-                if isinstance(res, ObjectResult):
-                    out[i] = res
-                    continue
-                for blob in p.body["blobs"]:
-                    if blob.get("upload_id") is _UPLOAD:
-                        blob["upload_id"] = res
-        return out
-
-    def _upload(self, p: _Prepared) -> str | ObjectResult:
-        """Upload a local file through a presigned URL; returns the confirmed upload id."""
-        assert p.upload is not None
-        spec, content_type, btype = p.upload
-        assert spec.open_blob is not None
-        try:
-            f = spec.open_blob()
-        except FileVanished as e:
-            return ObjectResult(error=str(e), vanished=True)
-        except OSError as e:
-            return ObjectResult(error=f"cannot read {spec.source_key}: {e.strerror or e}")
-        with f:
-            size = _size_of(f, spec.size)
-            sized = {"file_size_bytes": size} if size > 0 else {}
-            try:
-                up = self.http.json(
-                    "POST",
-                    f"{self._prefix}/uploads",
-                    body={
-                        "filename": _upload_name(spec.source_key),
-                        "content_type": content_type,
-                        **sized,
-                        "blob_property": self.blob_property,
-                        "blob_type": btype.upper(),
-                        "create_object_on_confirm": False,
-                        "skip_duplicates": False,
-                    },
-                )
-                upload_id = str(up["upload_id"])
-                etag = self.http.put_presigned(
-                    str(up["presigned_url"]), _reader(f, size), size, content_type
-                )
-                confirm = {**sized, **({"etag": etag} if etag else {})}
-                self.http.call(
-                    "POST",
-                    f"{self._prefix}/uploads/{quote(upload_id, safe='')}/confirm",
-                    body=confirm,
-                )
-            except MixpeekRejected as e:
-                return ObjectResult(error=f"{spec.source_key}: upload refused: {e}")
-            except OSError as e:
-                return ObjectResult(error=f"cannot read {spec.source_key}: {e.strerror or e}")
-        return upload_id
-
-
-def _reader(f: BinaryIO, size: int) -> Any:
-    """A body factory for one PUT attempt: the bytes of a small file, a stream of a big one."""
-
-    def stream() -> Iterator[bytes]:
-        f.seek(0)
-        while chunk := f.read(UPLOAD_CHUNK_BYTES):
-            yield chunk
-
-    def body() -> bytes | Iterator[bytes]:
-        if size > SMALL_FILE_BYTES:
-            return stream()  # streamed: memory stays at one chunk
-        f.seek(0)
-        return f.read()  # one write for a small file
-
-    return body
-
-
-def _upload_name(source_key: str) -> str:
-    """CreateUploadRequest.filename: a name without path characters, ≤ 255 characters."""
-    name = source_key.rsplit("/", 1)[-1].replace("\\", "_")[-255:] or "file"
-    return name if name not in (".", "..") else "file"
-
-
-def _guess_mime(url: str) -> str | None:
-    import mimetypes
-
-    return mimetypes.guess_type(urlsplit(url).path, strict=False)[0]
+        """Each spec's create body (local files uploaded first), or its failure."""
+        return self.bodies.prepare(specs)
