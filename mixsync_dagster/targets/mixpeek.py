@@ -338,7 +338,10 @@ class MixpeekTarget:
                 accept=(400, 413, 422),
             )
             assert resp is not None
-            data = resp.json() if resp.headers.get("content-type", "").startswith("app") else {}
+            try:
+                data = resp.json()
+            except ValueError:
+                data = {}
             sent, pending = pending, []
             if isinstance(data, dict) and "succeeded" in data and "failed" in data:
                 self._read_bulk(data, sent, results)
