@@ -18,13 +18,13 @@ from mixsync_dagster.core.filters import (
     filters_hash,
     mime_type_of,
 )
-from mixsync_dagster.core.mapping import Mapped, compile_mapping
+from mixsync_dagster.core.mapping import compile_mapping
 from mixsync_dagster.core.planning import MAX_ATTEMPTS, evaluate, retry_delay
 from mixsync_dagster.core.records import FileItem, utcnow
 from mixsync_dagster.core.runtime import SyncRuntime, update_tracked
 from mixsync_dagster.errors import MixsyncError, PermanentFileError
 from mixsync_dagster.state import TrackedRow, chunks
-from mixsync_dagster.targets.base import ObjectResult, ObjectSpec, idempotency_key
+from mixsync_dagster.targets.base import BlobSpec, ObjectResult, ObjectSpec, idempotency_key
 
 
 def filter_work(rt: SyncRuntime, work_id: str) -> dict[str, int]:
@@ -121,7 +121,7 @@ def create_objects(
             except PermanentFileError as e:
                 outcomes[r.idx] = ObjectResult(error=str(e))
                 continue
-            specs.append((r.idx, _spec(rt, item, mapped)))
+            specs.append((r.idx, _spec(rt, item, mapped.fields, mapped.blobs)))
         # Possibly created already: marked `creating` by an attempt that died, or a retry of a
         # file whose earlier pass died before recording its object (a new work list then).
         to_put = []
@@ -149,7 +149,9 @@ def create_objects(
     return counts
 
 
-def _spec(rt: SyncRuntime, item: FileItem, mapped: Mapped) -> ObjectSpec:
+def _spec(
+    rt: SyncRuntime, item: FileItem, fields: dict[str, Any], blobs: tuple[BlobSpec, ...] = ()
+) -> ObjectSpec:
     provider = rt.provider
     return ObjectSpec(
         source_ref=rt.source_ref(item.key),
@@ -169,8 +171,8 @@ def _spec(rt: SyncRuntime, item: FileItem, mapped: Mapped) -> ObjectSpec:
                 "fingerprint": item.fingerprint,
             },
         },
-        fields=mapped.fields,
-        blobs=mapped.blobs,
+        fields=fields,
+        blobs=blobs,
         fetch_url=lambda: provider.blob_url(item),
         open_blob=(lambda: provider.open(item)) if provider.cheap_open else None,
     )
