@@ -11,6 +11,12 @@ Errors use Mux's shape `{"error": {"type": ..., "messages": [...]}}`. Tests add,
 delete assets, inject 429s (with `Retry-After` and `X-RateLimit-*` headers), 5xx answers and
 dropped connections, and read what was requested.
 
+The contract is the vendor's SDK, `mux-python`: every asset the fake serves (and every listing
+and single-asset answer) is parsed with its models (`ListAssetsResponse`, `AssetResponse`,
+`Asset`, `StaticRendition`, `Track`, ...), which check enum values such as a rendition's
+`resolution` (`highest`, `audio-only`, `1080p`, ...), and a key the SDK's models do not know is
+refused (a field Mux does not send). A violation raises in the fake (the test fails).
+
 The cursor is keyset-like (it names the last asset returned), so deleting an asset does not
 shift later pages and an asset created mid-listing, being the newest, sorts before it.
 """
@@ -31,7 +37,38 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import mux_python.models as mux_models
+from mux_python.api_client import ApiClient
+
 API_PREFIX = "/video/v1/"
+_MUX = ApiClient()
+
+
+def mux_problems(type_name: str, data: Any, loc: str = "") -> list[str]:
+    """Keys of `data` that mux-python's model `type_name` (and its nested models) lacks."""
+    if data is None:
+        return []
+    if type_name.startswith("list["):
+        inner = type_name[5:-1]
+        return [p for i, x in enumerate(data) for p in mux_problems(inner, x, f"{loc}[{i}]")]
+    klass = getattr(mux_models, type_name, None)
+    if klass is None or not getattr(klass, "openapi_types", None):
+        return []  # a primitive, an enum (PlaybackPolicy) or a dict(...) type
+    if not isinstance(data, dict):
+        return [f"{loc or type_name}: {type_name} must be an object"]
+    keys = dict(zip(klass.attribute_map.values(), klass.attribute_map, strict=True))
+    out = [f"{loc}.{k}: Mux sends no '{k}' in {type_name}" for k in data if k not in keys]
+    for key, attr in keys.items():
+        out += mux_problems(klass.openapi_types[attr], data.get(key), f"{loc}.{key}")
+    return out
+
+
+def check_mux(type_name: str, body: Any) -> None:
+    """Parse a body with mux-python, as its client would: unknown keys and bad values raise."""
+    found = mux_problems(type_name, body)
+    if found:
+        raise AssertionError(f"fake_mux serves a {type_name} mux-python refuses: {found}")
+    _MUX._ApiClient__deserialize(body, type_name)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -123,7 +160,6 @@ class FakeMux:
         policy: str = "public",
         created_at: int | None = None,
         filesize: int | None = None,
-        tags: list[str] | None = None,
     ) -> dict[str, Any]:
         """Create an asset and return a copy.
 
@@ -159,8 +195,6 @@ class FakeMux:
                 asset["meta"] = meta
             if passthrough is not None:
                 asset["passthrough"] = passthrough
-            if tags is not None:
-                asset["tags"] = tags
             if status == "errored":
                 asset["errors"] = {
                     "type": "invalid_input",
@@ -175,10 +209,11 @@ class FakeMux:
                     max_stored_frame_rate=29.97,
                     tracks=[
                         {"type": "video", "id": self._new_id(), "max_width": 1920},
-                        {"type": "audio", "id": self._new_id(), "channels": 2},
+                        {"type": "audio", "id": self._new_id(), "max_channels": 2},
                     ],
                 )
                 self._set_static(asset, static, filesize)
+            check_mux("Asset", asset)
             self._assets[asset_id] = asset
             return copy.deepcopy(asset)
 
@@ -192,14 +227,14 @@ class FakeMux:
                 "type": "standard",
                 "name": name,
                 "ext": ext,
-                "resolution": name.split(".")[0],
                 "filesize": str(size or 1500 + self._rng.randrange(2500)),
                 "bitrate": 4_000_000 if ext == "mp4" else 128_000,
             }
+            if status is not None:  # per-file renditions say their resolution (StaticRendition)
+                f["status"] = status
+                f["resolution"] = {"highest.mp4": "highest", "audio.m4a": "audio-only"}[name]
             if ext == "mp4":
                 f.update(width=height * 16 // 9, height=height)
-            if status is not None:
-                f["status"] = status
             return f
 
         asset.pop("static_renditions", None)
@@ -234,6 +269,7 @@ class FakeMux:
             if "static" in changes:
                 self._set_static(asset, changes.pop("static"), changes.pop("filesize", None))
             asset.update(changes)
+            check_mux("Asset", asset)
             return copy.deepcopy(asset)
 
     def make_ready(self, asset_id: str, static: str | None = "ready") -> dict[str, Any]:
@@ -243,6 +279,7 @@ class FakeMux:
             asset.update(status="ready", duration=12.5, aspect_ratio="16:9")
             asset.update(resolution_tier="1080p", max_resolution_tier="1080p")
             self._set_static(asset, static, None)
+            check_mux("Asset", asset)
             return copy.deepcopy(asset)
 
     def delete_asset(self, asset_id: str) -> None:
@@ -381,6 +418,7 @@ class FakeMux:
             asset = self._assets.get(m.group(1))
             if asset is None:
                 return 404, {}, _error("not_found", "The requested asset does not exist")
+            check_mux("AssetResponse", {"data": asset})
             return 200, {}, {"data": asset}
         return 404, {}, _error("not_found", "Not found")
 
@@ -411,6 +449,7 @@ class FakeMux:
             body["next_cursor"] = base64.urlsafe_b64encode(token).decode()
         else:
             body["next_cursor"] = None
+        check_mux("ListAssetsResponse", body)
         return 200, {}, body
 
     def _stream(self, path: str) -> tuple[int, dict[str, str], Any]:

@@ -21,6 +21,7 @@ import yaml
 
 from mixsync_dagster.config import (
     CONFIG_ENV_VAR,
+    ReconcilePolicy,
     config_path,
     load_config,
 )
@@ -153,15 +154,50 @@ CASES = [
         "polling_29",
         SYNC,
         "polling_interval_seconds",
-        ["30..900"],
+        ["30..86400"],
         edit=sync_edit(polling_interval_seconds=29),
     ),
     Case(
-        "polling_901",
+        "polling_over_a_day",
         SYNC,
         "polling_interval_seconds",
-        ["30..900"],
-        edit=sync_edit(polling_interval_seconds=901),
+        ["30..86400"],
+        edit=sync_edit(polling_interval_seconds=86_401),
+    ),
+    Case(
+        "sync_concurrency_0",
+        SYNC,
+        "sync_concurrency",
+        ["1..16"],
+        edit=sync_edit(sync_concurrency=0),
+    ),
+    Case(
+        "sync_concurrency_17",
+        SYNC,
+        "sync_concurrency",
+        ["1..16"],
+        edit=sync_edit(sync_concurrency=17),
+    ),
+    Case(
+        "reconcile_both_forms",
+        SYNC,
+        "reconcile",
+        ["set only one", "reconcile_on_sync", "not both"],
+        edit=sync_edit(reconcile_on_sync=True, reconcile={"on_delete": False}),
+    ),
+    Case(
+        "reconcile_unknown_key",
+        SYNC,
+        "reconcile.on_delet",
+        ["unknown key", "spelling"],
+        edit=sync_edit(reconcile={"on_delet": True}),
+    ),
+    Case(
+        "reconcile_not_a_bool",
+        SYNC,
+        "reconcile.on_filter_drift",
+        ["true or false"],
+        edit=sync_edit(reconcile={"on_filter_drift": "sometimes"}),
     ),
     Case(
         "polling_not_a_number",
@@ -582,7 +618,10 @@ def test_defaults_match_feature_page(tmp_path: Path) -> None:
     assert s.polling_interval_seconds == 300
     assert s.batch_size == 50
     assert s.skip_duplicates is True
-    assert s.reconcile_on_sync is False
+    assert s.reconcile_policy == ReconcilePolicy(
+        on_delete=False, on_update=True, on_filter_drift=False
+    )
+    assert s.sync_concurrency == 1
     assert s.skip_batch_submission is False
     assert s.metadata == {}
     assert s.description is None
@@ -594,6 +633,12 @@ def test_defaults_match_feature_page(tmp_path: Path) -> None:
     [
         {"polling_interval_seconds": 30},
         {"polling_interval_seconds": 900},
+        {"polling_interval_seconds": 86_400},
+        {"sync_concurrency": 1},
+        {"sync_concurrency": 16},
+        {"reconcile": {}},
+        {"reconcile_on_sync": True},
+        {"reconcile": {"re_extract_on_update": False, "re_extract_fields": ["title"]}},
         {"batch_size": 1},
         {"batch_size": 100},
         {"metadata": {f"k{i}": i for i in range(50)}},
@@ -702,3 +747,27 @@ syncs:
         load_config(path)
     assert "Sup3r-Secret-Name" not in str(info.value)
     assert "${MIXSYNC_TEST_SECRET_NAME}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "policy"),
+    [
+        pytest.param({}, (False, True, False), id="neither_form"),
+        pytest.param({"reconcile_on_sync": False}, (False, True, False), id="on_sync_false"),
+        pytest.param({"reconcile_on_sync": True}, (True, True, True), id="on_sync_true"),
+        pytest.param({"reconcile": {}}, (True, True, True), id="v082_defaults_all_true"),
+        pytest.param(
+            {"reconcile": {"on_delete": True, "on_update": False, "on_filter_drift": False}},
+            (True, False, False),
+            id="v082_each_switch",
+        ),
+    ],
+)
+def test_reconcile_forms_map_to_one_policy(
+    tmp_path: Path, edit: dict[str, Any], policy: tuple[bool, bool, bool]
+) -> None:
+    doc = base_doc()
+    doc["syncs"][0].update(edit)
+    s = load_config(write_doc(tmp_path / "syncs.yaml", doc)).syncs[0]
+    assert s.reconcile_policy == ReconcilePolicy(*policy)
+    assert s.reconcile_policy.deletes == (policy[0] or policy[2])

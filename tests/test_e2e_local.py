@@ -318,7 +318,7 @@ def test_crash_between_target_create_and_state_commit_never_duplicates(
     rt = d.defs.resources["mixsync"].runtime("s1")
     # The run got as far as the bucket creating the objects ...
     items = next(LocalProvider(src).list_pages("", None, 100)).items
-    specs = [object_spec(rt, i, Mapped({}, {}), replaces=None, interrupted=False) for i in items]
+    specs = [object_spec(rt, i, Mapped({}), replaces=None, interrupted=False) for i in items]
     first = rt.target.put_objects(specs)
     assert all(r.created for r in first)
     # ... then died before recording them, and one file was edited before the retry.

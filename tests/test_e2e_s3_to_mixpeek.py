@@ -66,23 +66,25 @@ def test_s3_to_mixpeek_end_to_end(tmp_path, seaweed, fake, instance):
     first = objs[keys[0]]
     assert first["metadata"]["mixsync"]["provider"] == "s3"
     blob = first["blobs"][0]
-    assert blob["type"] == "video" and blob["data"].startswith(seaweed.endpoint)
-    assert "X-Amz-Signature" in blob["data"]  # a presigned URL the API can fetch
-    submitted = sum(1 for b in fake.batches.values() if b["_submitted"] is not None)
-    assert submitted == 3  # 25 objects in batches of 10
+    url = blob["properties"]["url"]
+    assert blob["type"] == "video" and url.startswith(seaweed.endpoint)
+    assert "X-Amz-Signature" in url  # a presigned URL the API can fetch
+    submitted = [b for b in fake.batches.values() if b.get("_submitted") is not None]
+    assert len(submitted) == 3 and fake.draft_batches() == []  # 25 objects in batches of 10
     # Unchanged: no API call creates anything.
     creates = fake.calls["objects_batch"]
     assert creates >= 1
     assert d.run_pass("s1") == 0 and fake.calls["objects_batch"] == creates
-    # Changed object: its Mixpeek object is updated in place.
+    # Changed object: a new Mixpeek object with a fresh URL, processed; the old one deleted.
     client.put_object(Bucket=bucket, Key="videos/clip_001.mp4", Body=b"a new take")
     assert d.run_pass("s1") == 1
     after = {o["metadata"]["mixsync"]["source_key"]: o for o in fake.list_objects()}
-    assert after[keys[1]]["object_id"] == objs[keys[1]]["object_id"]
-    assert (
-        after[keys[1]]["metadata"]["mixsync"]["fingerprint"]
-        != (objs[keys[1]]["metadata"]["mixsync"]["fingerprint"])
-    )
+    old, new = objs[keys[1]], after[keys[1]]
+    assert new["object_id"] != old["object_id"] and old["object_id"] in fake.deleted
+    assert new["metadata"]["mixsync"]["fingerprint"] != old["metadata"]["mixsync"]["fingerprint"]
+    new_hash = new["blobs"][0]["details"]["hash"]
+    assert new_hash != old["blobs"][0]["details"]["hash"]
+    assert fake.documents[new["object_id"]]["blob_hashes"] == {"content": new_hash}
     assert_each_once(fake, state, keys)
 
 

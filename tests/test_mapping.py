@@ -7,6 +7,7 @@ errors are checked both on the model and through `parse_config`, which must name
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from mixsync_dagster.config.paths import MISSING, parse_path, resolve
 from mixsync_dagster.core.mapping import Mapped, compile_mapping, mapping_needs_metadata
 from mixsync_dagster.core.records import FileItem
 from mixsync_dagster.errors import ConfigError, PermanentFileError
+from mixsync_dagster.targets.base import BlobSpec
 
 MODIFIED = datetime(2025, 3, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
 
@@ -205,6 +207,21 @@ CASES = [
         {},
     ),
     mcase(
+        "regex/default_when_no_match",
+        rich("v", {"type": "filename_regex", "pattern": r"^ZZZ-(\d+)", "default": "none"}),
+        {"v": "none"},
+    ),
+    mcase(
+        "regex/default_unused_on_match",
+        rich("v", {"type": "filename_regex", "pattern": r"^(SKU-\d+)", "default": "none"}),
+        {"v": "SKU-123"},
+    ),
+    mcase(
+        "regex/default_when_group_unmatched",
+        rich("v", {"type": "filename_regex", "pattern": r"^SKU(-x)?", "group": 1, "default": "-"}),
+        {"v": "-"},
+    ),
+    mcase(
         "regex/matches_name_not_path",
         rich("v", {"type": "filename_regex", "pattern": r"^(\d{4})/"}),
         {},
@@ -215,6 +232,30 @@ CASES = [
     mcase("folder/index_out_of_range", rich("f", {"type": "folder_path", "index": 2}), {}),
     mcase("folder/index_-3_out_of_range", rich("f", {"type": "folder_path", "index": -3}), {}),
     mcase("folder/no_index_whole_path", rich("f", {"type": "folder_path"}), {"f": "2025/spring"}),
+    # Mixpeek v0.82's spellings: segment (= index), full_path, and the parent by default.
+    mcase("folder/segment_0", rich("f", {"type": "folder_path", "segment": 0}), {"f": "2025"}),
+    mcase("folder/segment_-1", rich("f", {"type": "folder_path", "segment": -1}), {"f": "spring"}),
+    mcase(
+        "folder/full_path_true",
+        rich("f", {"type": "folder_path", "full_path": True}),
+        {"f": "2025/spring"},
+    ),
+    mcase(
+        "folder/full_path_false_is_the_parent",
+        rich("f", {"type": "folder_path", "full_path": False}),
+        {"f": "spring"},
+    ),
+    mcase(
+        "folder/full_path_false_segment_0",
+        rich("f", {"type": "folder_path", "full_path": False, "segment": 0}),
+        {"f": "2025"},
+    ),
+    mcase(
+        "folder/full_path_at_root_omitted",
+        rich("f", {"type": "folder_path", "full_path": True}),
+        {},
+        it=BARE,
+    ),
     mcase("folder/at_root_omitted", rich("f", {"type": "folder_path"}), {}, it=BARE),
     mcase(
         "folder/at_root_index_0_omitted",
@@ -343,7 +384,7 @@ def test_mapping_table(
     out = apply(it)
     assert isinstance(out, Mapped)
     assert out.fields == fields
-    assert out.blobs == blobs
+    assert {b.property: b.value for b in out.blobs} == blobs
 
 
 def test_table_is_big_enough() -> None:
@@ -530,6 +571,54 @@ BAD_SCHEMAS = [
         id="field_mapping_not_a_mapping",
     ),
     pytest.param(
+        rich("t", {"type": "folder_path", "segment": 0, "index": 0}),
+        "mappings.t.source",
+        "not both",
+        id="folder_segment_and_index",
+    ),
+    pytest.param(
+        rich("t", {"type": "folder_path", "segment": 1, "full_path": True}),
+        "mappings.t.source",
+        "drop the segment",
+        id="folder_full_path_with_segment",
+    ),
+    pytest.param(
+        rich("t", {"type": "metadata", "key": "a", "default": "x"}),
+        "mappings.t.source",
+        "filename_regex",
+        id="default_outside_filename_regex",
+    ),
+    pytest.param(
+        rich("t", {"type": "filename_regex", "pattern": "x", "segment": 0}),
+        "mappings.t.source",
+        "folder_path",
+        id="segment_outside_folder_path",
+    ),
+    pytest.param(
+        rich("t", {"type": "folder_path", "depth": 2}),
+        "mappings.t.source.depth",
+        "",
+        id="unknown_source_key",
+    ),
+    pytest.param(
+        rich("t", {"type": "metadata", "key": "a"}, blob_type="video"),
+        "mappings.t",
+        "target_type: blob",
+        id="blob_type_on_a_field_mapping",
+    ),
+    pytest.param(
+        rich("t", {"type": "file"}, target_type="blob", blob_type="document"),
+        "mappings.t.blob_type",
+        "",
+        id="unknown_blob_type",
+    ),
+    pytest.param(
+        rich("t", {"type": "file"}, target_type="blob", mime_type_override="mp4"),
+        "mappings.t",
+        "not a mime type",
+        id="bad_mime_type_override",
+    ),
+    pytest.param(
         rich("t", {"type": "file", "key": "foo.bar"}),
         "mappings.t.source",
         "foo.bar",
@@ -598,7 +687,7 @@ def test_good_schema_loads(tmp_path: Path) -> None:
     assert set(sm.field_mappings) == {"product_name", "category"}
     assert compile_mapping(sm)(ITEM) == Mapped(
         {"product_name": "Spring Hero", "category": "hero", "sku": "SKU-123", "size": 4096},
-        {"video": ITEM.url or ""},
+        (BlobSpec("video", ITEM.url or ""),),
     )
 
 
@@ -658,3 +747,30 @@ def test_resolve_missing_is_not_none() -> None:
     assert resolve(rec, ("metadata", "b")) is MISSING
     assert resolve(rec, ("metadata", "l", 1)) is MISSING
     assert resolve(rec, ("metadata", "l", -1)) == 1
+
+
+def test_blob_mapping_carries_property_type_and_mime_type() -> None:
+    schema = {
+        "mappings": {
+            "poster": {
+                "target_type": "blob",
+                "source": {"type": "metadata", "key": "poster_url"},
+                "blob_type": "image",
+                "mime_type_override": "image/jpeg",
+            },
+            "main": {
+                "target_type": "blob",
+                "source": {"type": "file"},
+                "blob_property": "content",
+                "blob_type": "video",
+            },
+            "absent": {"target_type": "blob", "source": {"type": "metadata", "key": "nope"}},
+        }
+    }
+    item = replace(ITEM, metadata={"poster_url": "https://x/p.jpg"})
+    out = compile_mapping(SchemaMapping.model_validate(schema))(item)
+    assert out.fields == {}
+    assert out.blobs == (
+        BlobSpec("poster", "https://x/p.jpg", blob_type="image", mime_type_override="image/jpeg"),
+        BlobSpec("content", ITEM.url or "", blob_type="video"),
+    )

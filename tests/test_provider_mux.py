@@ -223,7 +223,6 @@ def test_file_item_describes_the_rendition_and_the_asset(mux: FakeMux):
         passthrough='{"order": 1}',
         duration=123.45,
         filesize=4321,
-        tags=["launch"],
     )
     p = provider(mux)
     (item,) = items_of(pages(p))
@@ -246,7 +245,7 @@ def test_file_item_describes_the_rendition_and_the_asset(mux: FakeMux):
     assert md["created_at"] == item.modified_at.isoformat()
     assert md["playback_ids"] == [{"id": playback, "policy": "public"}]
     assert md["video_quality"] == "plus"
-    assert md["tags"] == ["launch"]
+    assert "tags" not in md  # mux-python's Asset has no tags: Mux does not send them
     assert md["rendition"]["name"] == "highest.mp4" and md["rendition"]["filesize"] == 4321
     assert p.enrich([item]) == [item]
     # open() streams the rendition bytes from the stream base URL.
@@ -572,3 +571,30 @@ def test_preview_and_check_show_skipped_assets_with_reasons(
     res = CliRunner().invoke(main, ["-c", str(cfg_path), "check", "src"])
     assert res.exit_code == 1
     assert "connection 'src'" in res.output and "not-the-secret-Xy" not in res.output
+
+
+def test_the_fake_serves_only_what_mux_python_parses(mux: FakeMux):
+    """The fake's contract is mux-python: a rendition resolution Mux does not send, or a key
+    its models do not know, is refused; what the fake serves parses with the SDK."""
+    import httpx
+    from mux_python.api_client import ApiClient
+
+    asset = mux.add_asset()
+    files = asset["static_renditions"]["files"]
+    assert {f["name"]: f["resolution"] for f in files} == {
+        "highest.mp4": "highest",
+        "audio.m4a": "audio-only",
+    }
+    bad_files = [{**f, "resolution": "audio"} for f in files]  # what the fake used to send
+    with pytest.raises(ValueError, match="resolution"):
+        mux.update_asset(asset["id"], static_renditions={"files": bad_files})
+    with pytest.raises(AssertionError, match="Mux sends no 'tags'"):
+        mux.update_asset(asset["id"], tags=["launch"])
+    mux.delete_asset(asset["id"])
+    mux.add_assets(3)
+    mux.add_asset(static="legacy")
+    body = httpx.get(
+        f"{mux.url}/video/v1/assets", auth=(mux.token_id, mux.token_secret), params={"limit": 10}
+    ).json()
+    parsed = ApiClient()._ApiClient__deserialize(body, "ListAssetsResponse")
+    assert len(parsed.data) == 4 and parsed.data[0].static_renditions.files

@@ -144,3 +144,27 @@ def test_cli_sync_reconciles_too(tmp_path, src, state_url, instance, monkeypatch
     out = runner.invoke(main, ["-c", str(cfg), "sync", "s1"])
     assert out.exit_code == 0 and "deleted 1" in out.output
     assert keys(state_url) == ["b.txt"]
+
+
+def test_v082_reconcile_block_deletes_only_what_it_names(tmp_path, src, state_url, instance):
+    """`reconcile: {on_delete: true, on_filter_drift: false}`: a gone file's object goes, the
+    object of a file the filters now exclude stays; then the reverse."""
+    files(src, ["a.mp4", "b.mp4", "c.txt", "d.mp4"])
+    only_deletes = {"on_delete": True, "on_filter_drift": False}
+    cfg, d = make(tmp_path, src, state_url, instance, reconcile_on_sync=None)
+
+    def configure(reconcile, **more):
+        sync = {"name": "s1", "reconcile": reconcile, "max_deletes_per_pass": "50%", **more}
+        write_config(cfg, root=src, state_url=state_url, syncs=[sync])
+        d.reload()
+
+    configure(only_deletes)
+    d.run_pass("s1")
+    (src / "b.mp4").unlink()
+    configure(only_deletes, file_filters={"extensions": [".mp4"]})
+    d.run_pass("s1")
+    assert keys(state_url) == ["a.mp4", "c.txt", "d.mp4"]  # c.txt no longer matches: kept
+    configure({"on_delete": False, "on_filter_drift": True}, file_filters={"extensions": [".mp4"]})
+    (src / "d.mp4").unlink()
+    d.run_pass("s1")
+    assert keys(state_url) == ["a.mp4", "d.mp4"]  # drift deleted c.txt's; d.mp4's kept

@@ -4,13 +4,8 @@ trigger, objects, preview. `sync` lives in `cli/sync.py`; check, unlock, dlq in 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import click
@@ -281,19 +276,3 @@ def _row_dict(row: Any) -> dict[str, Any]:
         "filter": row.filter,
         "reason": row.reason,
     }
-
-
-@contextmanager
-def dagster_instance(cfg: MixsyncConfig) -> Iterator[Any]:
-    """The instance the UI reads: $DAGSTER_HOME, else .mixsync/dagster_home by the config."""
-    from dagster import DagsterInstance
-
-    if not os.environ.get("DAGSTER_HOME"):
-        home = Path(cfg.base_dir) / ".mixsync" / "dagster_home"
-        home.mkdir(parents=True, exist_ok=True)
-        template = Path(cfg.base_dir) / "dagster.yaml"
-        if template.exists() and not (home / "dagster.yaml").exists():
-            shutil.copyfile(template, home / "dagster.yaml")
-        os.environ["DAGSTER_HOME"] = str(home)
-    with DagsterInstance.get() as instance:
-        yield instance

@@ -17,10 +17,10 @@ from mixsync_dagster.cli.app import (
     _fail,
     _handle_errors,
     _iso,
-    dagster_instance,
     main,
 )
 from mixsync_dagster.config import MixsyncConfig
+from mixsync_dagster.dagster.runs import dagster_instance
 from mixsync_dagster.errors import MixsyncError, SyncNotFound
 
 
@@ -39,7 +39,7 @@ def unlock(obj: Ctx, name: str, force: bool) -> None:
     cfg = obj.cfg
     rt = open_runtime(cfg, name)
     refused = False
-    with dagster_instance(cfg) as instance:
+    with dagster_instance(cfg.base_dir) as instance:
         found = holders(instance, name)
         for h in found:
             rid = h.run.run_id

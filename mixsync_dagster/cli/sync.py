@@ -17,7 +17,8 @@ from typing import Any
 
 import click
 
-from mixsync_dagster.cli.app import EXIT_FAILED, Ctx, _fail, _handle_errors, dagster_instance, main
+from mixsync_dagster.cli.app import EXIT_FAILED, Ctx, _fail, _handle_errors, main
+from mixsync_dagster.dagster.runs import dagster_instance
 from mixsync_dagster.errors import Interrupted, MixsyncError
 
 EXIT_SIGNAL_BASE = 128
@@ -81,7 +82,7 @@ def sync(obj: Ctx, name: str, wait: bool) -> None:
     totals: dict[str, int] = {}
     samples: list[tuple[str, str]] = []
     runs = 0
-    with dagster_instance(cfg) as instance:
+    with dagster_instance(cfg.base_dir) as instance:
         for h in sweep_dead(instance, name):
             click.echo(f"{name}: released stale run {h.run.run_id} (worker {h.worker} gone)")
         alive = liveness(instance)

@@ -206,13 +206,16 @@ _FIX_BY_FIELD = {
     "source": "use a path such as metadata.title, metadata.tags[0], name, path or size",
     "pattern": "fix the regular expression",
     "env": "name an environment variable, e.g. {env: MIXPEEK_API_KEY}",
+    "reconcile": "keep either reconcile: {on_delete, on_update, on_filter_drift} or "
+    "reconcile_on_sync (README, 'reconcile'), not both",
+    "mime_type_override": "use type/subtype, e.g. video/mp4",
 }
 
 _RANGES = {
-    "polling_interval_seconds": "30..900",
+    "polling_interval_seconds": "30..86400",
+    "sync_concurrency": "1..16",
     "batch_size": "1..100",
     "max_objects_per_run": "1 or more",
-    "sync_concurrency": "1..16",
 }
 
 

@@ -229,8 +229,15 @@ class MappingSource(_Model):
     """filename_regex: a regex applied to the file name."""
     group: int | str | None = None
     """filename_regex: which group to take (default: the first group, else the whole match)."""
+    default: str | None = None
+    """filename_regex (Mixpeek v0.82): the value when the pattern does not match the name."""
     index: int | None = None
     """folder_path: which folder of the relative path (0 = first, -1 = last)."""
+    segment: int | None = None
+    """folder_path (Mixpeek v0.82's name for `index`)."""
+    full_path: bool | None = None
+    """folder_path (Mixpeek v0.82): true = the whole folder path; false without a segment =
+    the immediate parent folder. Neither `index`, `segment` nor `full_path` = the whole path."""
     value: Any = None
     """constant: the value."""
 
@@ -238,6 +245,15 @@ class MappingSource(_Model):
     def _needs(self) -> MappingSource:
         if self.type in ("metadata", "tag") and not self.key:
             raise ValueError(f"source type '{self.type}' needs 'key'")
+        if self.type != "filename_regex" and self.default is not None:
+            raise ValueError("'default' belongs to source type 'filename_regex'")
+        folder_keys = [k for k in ("index", "segment", "full_path") if getattr(self, k) is not None]
+        if self.type != "folder_path" and folder_keys:
+            raise ValueError(f"'{folder_keys[0]}' belongs to source type 'folder_path'")
+        if self.index is not None and self.segment is not None:
+            raise ValueError("give 'segment' or 'index' (the same thing), not both")
+        if self.full_path and (self.index is not None or self.segment is not None):
+            raise ValueError("full_path: true takes the whole folder path; drop the segment")
         if self.type == "filename_regex":
             if not self.pattern:
                 raise ValueError("source type 'filename_regex' needs 'pattern'")
@@ -252,11 +268,31 @@ class MappingSource(_Model):
         return self
 
 
+BlobType = Literal["auto", "video", "image", "audio", "text", "pdf", "excel"]
+
+
 class Mapping(_Model):
     target_type: Literal["field", "blob"] = "field"
     source: MappingSource
     transform: Literal["lowercase", "uppercase", "trim", "json_parse"] | None = None
     required: bool = False
+    blob_property: str | None = Field(default=None, min_length=1)
+    """blob: the bucket schema property the blob fills (default: the mapping's name)."""
+    blob_type: BlobType | None = None
+    """blob: how the bucket processes it (default auto: from the MIME type)."""
+    mime_type_override: str | None = None
+    """blob: the MIME type to declare instead of the detected one."""
+
+    @model_validator(mode="after")
+    def _blob_keys(self) -> Mapping:
+        if self.target_type != "blob":
+            for k in ("blob_property", "blob_type", "mime_type_override"):
+                if getattr(self, k) is not None:
+                    raise ValueError(f"'{k}' belongs to target_type: blob mappings")
+        mime = self.mime_type_override
+        if mime is not None and (not MIME_PATTERN_RE.match(mime) or mime.endswith("/*")):
+            raise ValueError(f"mime_type_override '{mime}' is not a MIME type like 'video/mp4'")
+        return self
 
 
 class SchemaMapping(_Model):
@@ -274,16 +310,34 @@ class SchemaMapping(_Model):
 # ---------------------------------------------------------------- syncs
 
 
-@dataclass(frozen=True)
+class ReconcileSettings(_Model):
+    """Mixpeek v0.82's `reconcile` block (SyncCreateRequest.reconcile); every switch
+    defaults to true there, and here."""
+
+    on_delete: bool = True
+    """Delete the object of a file that is gone from the source."""
+    on_update: bool = True
+    """Re-sync a file whose content changed (a new object, then the old one is deleted)."""
+    on_filter_drift: bool = True
+    """Delete the object of a file that no longer matches the filters."""
+    re_extract_on_update: bool = True
+    """Accepted for compatibility: a changed file is always processed again."""
+    re_extract_fields: list[str] | None = None
+    """Accepted for compatibility: mixsync re-extracts on any change of the file."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReconcilePolicy:
-    """What reconcile deletes after a complete pass."""
+    """What the engine reads, whichever form the file used."""
 
     on_delete: bool
-    """Objects whose files the pass did not see (deleted at the source)."""
     on_update: bool
-    """Replace an object when its file changes (always done: kept for Mixpeek's field)."""
     on_filter_drift: bool
-    """Objects whose files no longer pass the filters."""
+
+    @property
+    def deletes(self) -> bool:
+        """Whether a pass ends with a reconcile run at all."""
+        return self.on_delete or self.on_filter_drift
 
 
 class SyncConfig(_Model):
@@ -292,10 +346,17 @@ class SyncConfig(_Model):
     connection_id: str
     source_path: str
     sync_mode: Literal["continuous", "initial_only"] = "continuous"
-    polling_interval_seconds: int = Field(default=300, ge=30, le=900)
+    polling_interval_seconds: int = Field(default=300, ge=30, le=86_400)
+    """The feature page allows 30..900; Mixpeek v0.82 allows up to a day."""
     batch_size: int = Field(default=50, ge=1, le=100)
     skip_duplicates: bool = True
-    reconcile_on_sync: bool = False
+    reconcile_on_sync: bool | None = None
+    """The feature page's switch (default false). Read `reconcile_policy`, not this."""
+    reconcile: ReconcileSettings | None = None
+    """Mixpeek v0.82's form; a file sets this or `reconcile_on_sync`, not both."""
+    sync_concurrency: int = Field(default=1, ge=1, le=16)
+    """Groups of `batch_size` files one run puts and submits at once (threads), under the one
+    owner of the pass (Mixpeek v0.82's field)."""
     skip_batch_submission: bool = False
     retry_backoff_seconds: int = Field(default=60, ge=0, le=86_400)
     """Dead-letter queue: wait before retrying a failed file (x4 after the second failure)."""
@@ -305,12 +366,33 @@ class SyncConfig(_Model):
     """Reconcile guard: at most this many deletions per pass, absolute or a % of tracked objects."""
     max_objects_per_run: int = Field(default=100_000, ge=1)
     """Files one run handles before it ends and the next run carries the pass on."""
-    sync_concurrency: int = Field(default=1, ge=1, le=16)
-    """Groups of `batch_size` files one run puts and submits at once (threads)."""
     description: str | None = Field(default=None, max_length=500)
     metadata: dict[str, Any] = {}
     file_filters: FileFilters = FileFilters()
     schema_mapping: SchemaMapping = SchemaMapping()
+
+    @field_validator("reconcile")
+    @classmethod
+    def _one_reconcile_form(cls, v: ReconcileSettings | None, info: Any) -> Any:
+        if v is not None and info.data.get("reconcile_on_sync") is not None:
+            raise ValueError(
+                "reconcile and reconcile_on_sync are two forms of one setting; set only one"
+            )
+        return v
+
+    @property
+    def reconcile_policy(self) -> ReconcilePolicy:
+        """What reconcile deletes and whether changed files are re-synced, from either form.
+
+        `reconcile_on_sync: true` = delete the objects of files that are gone and of files that
+        no longer match the filters; false (the default) = neither. Changed files are re-synced
+        either way. `reconcile: {...}` says each one itself (each defaults to true, as in
+        Mixpeek v0.82)."""
+        if self.reconcile is not None:
+            r = self.reconcile
+            return ReconcilePolicy(r.on_delete, r.on_update, r.on_filter_drift)
+        on = bool(self.reconcile_on_sync)
+        return ReconcilePolicy(on_delete=on, on_update=True, on_filter_drift=on)
 
     @field_validator("name")
     @classmethod
@@ -335,11 +417,6 @@ class SyncConfig(_Model):
         if not m or float(m.group(1)) > 100:
             raise ValueError(f"'{v}' is neither a number nor a percentage like '10%'")
         return f"{m.group(1)}%"
-
-    @property
-    def reconcile_policy(self) -> ReconcilePolicy:
-        on = self.reconcile_on_sync
-        return ReconcilePolicy(on_delete=on, on_update=True, on_filter_drift=on)
 
     def delete_cap(self, tracked_objects: int) -> int:
         """The most objects one reconcile pass may delete."""
@@ -389,6 +466,7 @@ __all__ = [
     "MIME_PATTERN_RE",
     "SYNC_MODE_ALIASES",
     "SYNC_NAME_RE",
+    "BlobType",
     "Bucket",
     "Connection",
     "EnvRef",
@@ -405,6 +483,7 @@ __all__ = [
     "MixsyncConfig",
     "MuxConnection",
     "ReconcilePolicy",
+    "ReconcileSettings",
     "S3Connection",
     "S3Credentials",
     "SchemaMapping",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from mixsync_dagster.core.filters import Verdict, compile_filters, mime_type_of
 from mixsync_dagster.core.mapping import Mapped, mapping_needs_metadata
 from mixsync_dagster.core.records import FileItem
-from mixsync_dagster.targets.base import BlobSpec, ObjectSpec, idempotency_key
+from mixsync_dagster.targets.base import ObjectSpec, idempotency_key
 
 if TYPE_CHECKING:
     from mixsync_dagster.core.runtime import SyncRuntime
@@ -71,7 +71,7 @@ def object_spec(
         size=item.size,
         metadata=metadata,
         fields=mapped.fields,
-        blobs=tuple(BlobSpec(prop, value) for prop, value in mapped.blobs.items()),
+        blobs=mapped.blobs,
         fetch_url=lambda: provider.blob_url(item),
         open_blob=(lambda: provider.open(item)) if provider.cheap_open else None,
         replaces=replaces,

@@ -16,13 +16,14 @@ from mixsync_dagster.config import Mapping, SchemaMapping
 from mixsync_dagster.config.paths import MISSING, parse_path, resolve
 from mixsync_dagster.core.records import FileItem
 from mixsync_dagster.errors import PermanentFileError
+from mixsync_dagster.targets.base import BlobSpec
 
 
 @dataclass(frozen=True, slots=True)
 class Mapped:
     fields: dict[str, Any]
-    blobs: dict[str, str]
-    """blob property -> URL, for `target_type: blob` mappings."""
+    blobs: tuple[BlobSpec, ...] = ()
+    """The `target_type: blob` mappings' values, as extra blobs for the target."""
 
 
 def file_record(item: FileItem) -> dict[str, Any]:
@@ -73,10 +74,10 @@ def compile_mapping(sm: SchemaMapping) -> Callable[[FileItem], Mapped]:
 
     def apply(item: FileItem) -> Mapped:
         if not paths and not rich:
-            return Mapped({}, {})
+            return Mapped({})
         record = file_record(item)
         fields: dict[str, Any] = {}
-        blobs: dict[str, str] = {}
+        blobs: list[BlobSpec] = []
         for target, steps in paths.items():
             value = resolve(record, steps)
             if value is not MISSING and value is not None:
@@ -100,12 +101,31 @@ def compile_mapping(sm: SchemaMapping) -> Callable[[FileItem], Mapped]:
                     )
                 continue
             if m.target_type == "blob":
-                blobs[target] = str(value)
+                blobs.append(
+                    BlobSpec(
+                        property=m.blob_property or target,
+                        value=str(value),
+                        blob_type=m.blob_type,
+                        mime_type_override=m.mime_type_override,
+                    )
+                )
             else:
                 fields[target] = value
-        return Mapped(fields, blobs)
+        return Mapped(fields, tuple(blobs))
 
     return apply
+
+
+def _regex_value(group: int | str | None, match: re.Match[str] | None) -> Any:
+    if match is None:
+        return MISSING
+    if group is not None:
+        try:
+            value = match.group(group)
+        except IndexError:
+            return MISSING
+        return MISSING if value is None else value
+    return match.group(1) if match.groups() else match.group(0)
 
 
 def _source_value(m: Mapping, item: FileItem, record: dict[str, Any], rx: Any) -> Any:
@@ -118,21 +138,17 @@ def _source_value(m: Mapping, item: FileItem, record: dict[str, Any], rx: Any) -
             return tags.get(src.key, MISSING)
         return MISSING
     if src.type == "filename_regex":
-        match = rx.search(item.name)
-        if match is None:
-            return MISSING
-        if src.group is not None:
-            try:
-                return match.group(src.group)
-            except IndexError:
-                return MISSING
-        return match.group(1) if match.groups() else match.group(0)
+        value = _regex_value(src.group, rx.search(item.name))
+        return src.default if value is MISSING and src.default is not None else value
     if src.type == "folder_path":
         folders = item.rel_path.split("/")[:-1]
-        if src.index is None:
+        segment = src.segment if src.segment is not None else src.index
+        if segment is None and src.full_path is False:
+            segment = -1  # v0.82: no segment and full_path false = the immediate parent
+        if segment is None:
             return "/".join(folders) if folders else MISSING
         try:
-            return folders[src.index]
+            return folders[segment]
         except IndexError:
             return MISSING
     if src.type == "constant":

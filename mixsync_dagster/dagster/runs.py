@@ -7,7 +7,12 @@ moves on and the pass is taken over (the stale-run sweep, and `mixsync unlock`).
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
@@ -36,6 +41,21 @@ HOLDING = [
     DagsterRunStatus.CANCELING,
 ]
 """Statuses of a run that holds (or is about to hold) the sync's slot; QUEUED ones wait."""
+
+
+@contextmanager
+def dagster_instance(base_dir: str) -> Iterator[DagsterInstance]:
+    """The instance the UI reads: $DAGSTER_HOME, else .mixsync/dagster_home next to the config
+    (the one `make run` uses), given the repo's dagster.yaml on first use."""
+    if not os.environ.get("DAGSTER_HOME"):
+        home = Path(base_dir) / ".mixsync" / "dagster_home"
+        home.mkdir(parents=True, exist_ok=True)
+        template = Path(base_dir) / "dagster.yaml"
+        if template.exists() and not (home / "dagster.yaml").exists():
+            shutil.copyfile(template, home / "dagster.yaml")
+        os.environ["DAGSTER_HOME"] = str(home)
+    with DagsterInstance.get() as instance:
+        yield instance
 
 
 def deployment_id(instance: DagsterInstance) -> str:

@@ -436,6 +436,7 @@ class StateStore(TrackingQueries, HistoryQueries):
             if complete:
                 values.update(consecutive_failures=0, last_error=None)
             c.execute(update(syncs).where(s.id == claim.sync_id).values(**values))
+            self.prune_history(c, claim.sync_id)
             return str(c.execute(select(s.status).where(s.id == claim.sync_id)).scalar_one())
 
     def record_pass_failure(

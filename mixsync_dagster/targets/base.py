@@ -20,9 +20,13 @@ class BlobSpec:
     property: str
     """The bucket schema property the blob fills."""
     value: Any
-    """What the mapping produced: a URL the bucket can fetch, or inline text."""
+    """What the mapping produced: a URL the bucket can fetch, or inline text. A value equal to
+    the spec's `uri` is the file itself (sent as the target sends the file: presigned URL or
+    upload)."""
     blob_type: str | None = None
+    """auto | video | image | audio | text | pdf | excel; None or auto: from the MIME type."""
     mime_type_override: str | None = None
+    """The MIME type to declare instead of the detected one."""
 
 
 @dataclass(frozen=True, slots=True)
