@@ -170,8 +170,13 @@ def _spec(rt: SyncRuntime, item: FileItem, fields: dict[str, Any]) -> ObjectSpec
             },
         },
         fields=fields,
-        fetch_url=lambda: provider.blob_url(item),
-        open_blob=(lambda: provider.open(item)) if provider.cheap_open else None,
+        # A provider whose URLs a bucket cannot fetch (Drive) hands over bytes instead.
+        fetch_url=(lambda: provider.blob_url(item)) if provider.url_fetchable else None,
+        open_blob=(
+            (lambda: provider.open(item))
+            if provider.cheap_open or not provider.url_fetchable
+            else None
+        ),
     )
 
 

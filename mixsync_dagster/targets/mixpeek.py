@@ -88,7 +88,13 @@ from tenacity import (
 )
 
 from mixsync_dagster.config import MixpeekBucket
-from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
+from mixsync_dagster.errors import (
+    AuthError,
+    FileVanished,
+    PermanentFileError,
+    ProviderError,
+    TransientError,
+)
 from mixsync_dagster.targets.base import ObjectResult, ObjectSpec, SubmittedBatch
 
 log = logging.getLogger("mixsync.targets.mixpeek")
@@ -495,6 +501,8 @@ class MixpeekTarget:
             f = spec.open_blob()
         except FileVanished as e:
             return ObjectResult(error=str(e), vanished=True)
+        except PermanentFileError as e:  # e.g. a Drive document too large to export
+            return ObjectResult(error=str(e))
         except OSError as e:
             return ObjectResult(error=f"cannot read {spec.source_key}: {e.strerror or e}")
         with f:
