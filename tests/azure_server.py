@@ -70,8 +70,6 @@ class Azurite:
             "127.0.0.1",
             "--blobPort",
             str(self.port),
-            "--location",
-            str(self.workdir),
             "--inMemoryPersistence",
             "--disableTelemetry",
             "--silent",

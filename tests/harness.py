@@ -110,3 +110,17 @@ class Driver:
 def objects(state_url: str, bucket: str = "media") -> list[dict[str, Any]]:
     store = StateStore(state_url)
     return LocalBucketTarget(store.engine, bucket).list_objects()
+
+
+# The two helpers below are the only places the provider tests read the engine's cursor (where
+# the listing position is kept); adapt them when the engine keeps it elsewhere.
+
+
+def listing_position(driver: Driver, sync: str) -> str | None:
+    """The provider position the sync's current pass will resume from."""
+    return driver.cursor(sync).pos
+
+
+def pass_finished(driver: Driver, sync: str) -> bool:
+    """Whether the sync's current pass has listed everything and run its work."""
+    return driver.cursor(sync).finished
