@@ -159,6 +159,7 @@ def _spec(rt: SyncRuntime, item: FileItem, fields: dict[str, Any]) -> ObjectSpec
         uri=item.url or item.key,
         mime_type=mime_type_of(item),
         size=item.size,
+        name=item.name,
         metadata={
             **rt.sync.metadata,
             "mixsync": {

@@ -512,7 +512,7 @@ class MixpeekTarget:
                     "POST",
                     f"{self._prefix}/uploads",
                     body={
-                        "filename": spec.source_key.rsplit("/", 1)[-1],
+                        "filename": spec.name or spec.source_key.rsplit("/", 1)[-1],
                         "content_type": spec.mime_type or "application/octet-stream",
                         "file_size_bytes": size,
                         "blob_property": self.blob_property,
