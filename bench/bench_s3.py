@@ -250,7 +250,7 @@ def install_s3_timers(acc: dict[str, list[float]]) -> None:
     for k, v in rows:
         if k != PRESIGN:
             acc[k] = v
-        if k == "    of which LocalBucketTarget.create_objects":
+        if k == "    of which LocalBucketTarget.put_objects":
             acc[PRESIGN] = dict(rows)[PRESIGN]
 
 
