@@ -263,6 +263,10 @@ def test_sas_token_and_connection_string(azurite, tree):
     q = provider(None, account_key=None, connection_string=cs)
     (item,) = keys_items(q, f"{name}/vol/plus+sign")
     assert q.url_fetchable and fetch(q.blob_url(item)) == b"plus"
+    # A SAS pasted into account_url works, and never shows in messages or repr.
+    r = provider(f"{azurite.url}?{sas}", account_key=None)
+    assert [i.rel_path for i in keys_items(r, f"{name}/vol/plus+sign")] == ["a+b=c.txt"]
+    assert "sig=" not in repr(r) and "sig=" not in r.check(f"{name}/vol/plus+sign")
     with pytest.raises(AuthError, match="connection_string is not usable") as e:
         provider(None, account_key=None, connection_string="AccountKey=hunter2;nonsense")
     # Neither the message nor a chained SDK exception quotes the string.

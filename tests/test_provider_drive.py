@@ -501,3 +501,28 @@ def test_the_double_refuses_what_the_discovery_document_does_not_declare(drive, 
         drive.violations
     )
     drive.violations.clear()  # expected ones: the fixture must not fail this test
+
+
+def test_e2e_a_document_drive_will_not_export_goes_to_the_dlq(tmp_path, drive, instance):
+    from click.testing import CliRunner
+
+    from mixsync_dagster.cli import main
+
+    drive.folder("Root", "my-drive", id=ROOT)
+    ok = drive.add("notes.txt", ROOT, "text/plain", b"fine")
+    big = drive.add("Huge plan", ROOT, GOOGLE_DOC, b"x" * EXPORT_LIMIT)  # too large to export
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    sync = {"name": "gd", "source_path": f"drive://{ROOT}", "retry_backoff_seconds": 0}
+    cfg = drive_config(tmp_path, drive, state_url, [sync])
+    d = Driver(cfg, instance)
+    for _ in range(3):  # three attempts, then the file is `failed`
+        d.run_pass("gd")
+    assert set(by_key(state_url)) == {ok.id}  # the run went on; only that file failed
+    res = CliRunner().invoke(main, ["-c", str(cfg), "dlq", "list", "gd", "--json"])
+    (dead,) = json.loads(res.output)["files"]
+    assert (dead["source_key"], dead["status"], dead["attempts"]) == (big.id, "failed", 3)
+    assert "exportSizeLimitExceeded" in dead["last_error"]
+    # Trimmed below the limit: the new version syncs on the next pass.
+    drive.update(big.id, content=b"a shorter plan")
+    d.run_pass("gd")
+    assert set(by_key(state_url)) == {ok.id, big.id}

@@ -411,10 +411,12 @@ class AzureBlobProvider:
         return container, name
 
     def _where(self) -> str:
+        """The account endpoint without its query: a SAS pasted into account_url stays out."""
         try:
-            return f"{self.client.primary_endpoint.rstrip('/')}"
+            url = str(self.client.primary_endpoint)
         except AttributeError:  # during __init__
-            return self.conn.account_url or "the connection string's account"
+            url = self.conn.account_url or "the connection string's account"
+        return url.partition("?")[0].rstrip("/")
 
     def _fail(
         self, err: Exception, what: str, container: str | None, name: str | None = None
