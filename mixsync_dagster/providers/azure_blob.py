@@ -150,7 +150,7 @@ class AzureBlobProvider:
             s.get_secret_value()
             for s in (conn.connection_string, conn.account_key, conn.sas_token)
             if s is not None and s.get_secret_value()
-        )
+        ) + tuple(q for q in [(conn.account_url or "").partition("?")[2]] if q)
         # ExponentialRetry sleeps initial + base**n (n = 1, 2, ...) ± jitter before retry n.
         retry = ExponentialRetry(
             initial_backoff=0,
@@ -199,6 +199,8 @@ class AzureBlobProvider:
             return key  # the SDK pairs it with the account name in account_url
         if conn.sas_token is not None:
             return AzureSasCredential(conn.sas_token.get_secret_value().lstrip("?"))
+        if "sig=" in (conn.account_url or "").partition("?")[2]:
+            return None  # a SAS already in account_url (as the portal's "Blob SAS URL")
         # Imported lazily: azure-identity loads MSAL and friends, which key/SAS users never need.
         from azure.identity import DefaultAzureCredential
 
@@ -385,10 +387,7 @@ class AzureBlobProvider:
                 self._fail(err, "listing containers", None)
             return f"credentials accepted at {where} ({n} container(s) on the first page)"
         container, base = self._source(source_path)
-        try:
-            self.client.get_container_client(container).get_container_properties()
-        except AzureError as err:
-            self._fail(err, f"reaching container '{container}'", container)
+        # The first page alone: a container SAS may list without reading container properties.
         first = next(iter(self.list_pages(source_path, None, 1)))
         seen_keys = [i.key for i in first.items] + [s.key for s in first.skipped]
         listed = f"first blob {seen_keys[0]!r}" if seen_keys else f"no blobs under {base!r} yet"
@@ -441,6 +440,8 @@ class AzureBlobProvider:
                 if self.conn.account_key
                 else "sas_token (its permissions: list and read, and t for tags)"
                 if self.conn.sas_token
+                else "the SAS in account_url (its permissions: list and read, and t for tags)"
+                if self.client.credential is None
                 else "the default Azure credential chain (AZURE_CLIENT_ID / managed identity / "
                 "az login) and its role (Storage Blob Data Reader; Owner to read tags)"
             )
