@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# Azurite, the Azure Storage emulator the tests start (3.35.0: 3.36+ needs Node 22).
+	npm install --prefix $(VENV)/node --no-audit --no-fund --loglevel=error azurite@3.35.0
 	touch $(STAMP)
 
 # Dagster's instance lives in .mixsync/dagster_home (DAGSTER_HOME), configured by ./dagster.yaml.

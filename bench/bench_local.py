@@ -125,6 +125,7 @@ def phase_scandir(work: Path) -> dict[str, Any]:
 
 def phase_list_pages(work: Path) -> dict[str, Any]:
     from mixsync_dagster.core.engine import PAGE_SIZE
+
     from mixsync_dagster.providers.local import LocalProvider
 
     rss0 = rss_now_mb()
@@ -277,7 +278,7 @@ def install_timers() -> dict[str, list[float]]:
     wrap(engine, "filter_work", "  op filter_files: engine.filter_work")
     wrap(engine, "create_objects", "  op create_objects: engine.create_objects")
     wrap(engine, "_record_outcomes", "    of which engine._record_outcomes")
-    wrap(LocalBucketTarget, "create_objects", "    of which LocalBucketTarget.create_objects")
+    wrap(LocalBucketTarget, "put_objects", "    of which LocalBucketTarget.put_objects")
     wrap(engine, "submit_batches", "  op submit_batches: engine.submit_batches")
     wrap(LocalBucketTarget, "submit_batch", "    of which LocalBucketTarget.submit_batch")
     wrap(engine, "checkpoint", "  op checkpoint: engine.checkpoint")

@@ -157,8 +157,9 @@ def phase_paginator(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def phase_list_pages(args: argparse.Namespace) -> dict[str, Any]:
-    from mixsync_dagster.config import load_config
     from mixsync_dagster.core.engine import PAGE_SIZE
+
+    from mixsync_dagster.config import load_config
     from mixsync_dagster.providers import get_provider
 
     cfg = load_config(str(Path(args.workdir) / "syncs.yaml"))
@@ -250,7 +251,7 @@ def install_s3_timers(acc: dict[str, list[float]]) -> None:
     for k, v in rows:
         if k != PRESIGN:
             acc[k] = v
-        if k == "    of which LocalBucketTarget.create_objects":
+        if k == "    of which LocalBucketTarget.put_objects":
             acc[PRESIGN] = dict(rows)[PRESIGN]
 
 

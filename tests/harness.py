@@ -147,3 +147,19 @@ def batch_rows(state_url: str) -> list[dict[str, Any]]:
 
     with StateStore(state_url).engine.connect() as c:
         return [dict(r) for r in c.execute(select(batches)).mappings()]
+
+
+# The two helpers below are the only places the provider tests read where the engine keeps the
+# listing position; adapt them when the engine keeps it elsewhere.
+
+
+def listing_position(driver: Driver, sync: str) -> str | None:
+    """The provider position the sync's current pass will resume from."""
+    p = driver.pass_row(sync)
+    return p.position if p is not None else None
+
+
+def pass_finished(driver: Driver, sync: str) -> bool:
+    """Whether the sync's current pass has listed everything and run its work."""
+    p = driver.pass_row(sync)
+    return p is not None and not p.is_open

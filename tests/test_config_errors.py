@@ -105,6 +105,23 @@ def conn_edit(**changes: Any) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
+AZ = {
+    "provider": "azure_blob",
+    "account_url": "https://acct.blob.core.windows.net",
+    "account_key": {"env": SECRET_TOKEN_VAR},
+}
+DRIVE = {"provider": "google_drive", "credentials_json": {"env": SECRET_TOKEN_VAR}}
+
+
+def replace_conn(base: dict[str, Any], **changes: Any) -> Callable[[dict[str, Any]], None]:
+    """Make the connection `inbox` a copy of `base` with `changes`."""
+
+    def edit(doc: dict[str, Any]) -> None:
+        doc["connections"]["inbox"] = {**copy.deepcopy(base), **changes}
+
+    return edit
+
+
 @dataclass
 class Case:
     id: str
@@ -459,6 +476,77 @@ CASES = [
         edit=top(syncs={"inbox_files": {"bucket": "media"}}),
     ),
     Case("missing_file", None, "(file)", ["not found", CONFIG_ENV_VAR], missing_file=True),
+    # ---- Azure Blob and Google Drive connections
+    Case(
+        "azure_url_and_connection_string",
+        None,
+        "connections.inbox",
+        ["exactly one of account_url or connection_string"],
+        edit=replace_conn(AZ, connection_string={"env": SECRET_TOKEN_VAR}),
+    ),
+    Case(
+        "azure_key_and_sas",
+        None,
+        "connections.inbox",
+        ["account_key or sas_token, not both"],
+        edit=replace_conn(AZ, sas_token={"env": SECRET_TOKEN_VAR}),
+    ),
+    Case(
+        "azure_sas_expiry_too_long",
+        None,
+        "connections.inbox.sas_expiry_seconds",
+        ["604800", "lower the value"],
+        edit=replace_conn(AZ, sas_expiry_seconds=10**7),
+    ),
+    Case(
+        "azure_source_path_not_a_container",
+        SYNC,
+        "source_path",
+        ["azure container name", "container/prefix"],
+        edit=lambda d: (replace_conn(AZ)(d), sync_edit(source_path="Media_Bucket/x/")(d)),
+    ),
+    Case(
+        "drive_source_path_not_drive",
+        SYNC,
+        "source_path",
+        ["not a google drive source", "drive://FOLDER_ID", "drive://shared/DRIVE_ID"],
+        edit=lambda d: (replace_conn(DRIVE)(d), sync_edit(source_path="drive:/abc")(d)),
+    ),
+    Case(
+        "drive_two_credentials",
+        None,
+        "connections.inbox",
+        ["credentials_json (a service account) or oauth, not both"],
+        edit=replace_conn(
+            DRIVE,
+            oauth={
+                "client_id": "c",
+                "client_secret": "s",
+                "refresh_token": {"env": SECRET_TOKEN_VAR},
+            },
+        ),
+    ),
+    Case(
+        "drive_subject_without_key",
+        None,
+        "connections.inbox",
+        ["subject", "needs credentials_json"],
+        edit=replace_conn({"provider": "google_drive"}, subject="a@example.com"),
+    ),
+    Case(
+        "drive_export_format_kind",
+        None,
+        "connections.inbox.export_formats.form.[key]",
+        ["document", "spreadsheet"],
+        edit=replace_conn(DRIVE, export_formats={"form": "application/pdf"}),
+    ),
+    Case(
+        "drive_export_format_not_a_mime_type",
+        None,
+        "connections.inbox",
+        ["export_formats.document", "not a mime type"],
+        edit=replace_conn(DRIVE, export_formats={"document": "pdf"}),
+    ),
 ]
 
 

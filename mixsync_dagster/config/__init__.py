@@ -7,6 +7,7 @@ from mixsync_dagster.config.loader import (
     load_config,
     parse_config,
     split_bucket_path,
+    split_drive_path,
 )
 from mixsync_dagster.config.models import *  # noqa: F403
 from mixsync_dagster.config.models import __all__ as _models_all
@@ -18,5 +19,6 @@ __all__ = [
     "load_config",
     "parse_config",
     "split_bucket_path",
+    "split_drive_path",
     *_models_all,
 ]

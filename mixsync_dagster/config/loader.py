@@ -16,7 +16,9 @@ import yaml
 from pydantic import ValidationError
 
 from mixsync_dagster.config.models import (
+    AzureBlobConnection,
     GCSConnection,
+    GoogleDriveConnection,
     LocalConnection,
     MixsyncConfig,
     MuxConnection,
@@ -160,7 +162,7 @@ def _where(loc: tuple[Any, ...], raw: Any) -> tuple[str | None, str]:
         parts = parts[2:]
     elif len(parts) >= 2 and parts[0] in ("connections", "buckets"):
         # Drop pydantic's union-tag segment so the field reads connections.inbox.root.
-        tags = ("local", "s3", "gcs", "mux", "mixpeek")
+        tags = ("local", "s3", "gcs", "mux", "azure_blob", "google_drive", "mixpeek")
         parts = [p for i, p in enumerate(parts) if not (i == 2 and p in tags)]
     field = ""
     for p in parts:
@@ -234,7 +236,9 @@ def _problem(err: Any, raw: Any) -> ConfigProblem:
     if kind == "literal_error" and "expected" in err.get("ctx", {}):
         fix = f"use one of {err['ctx']['expected']}"
     if kind == "union_tag_invalid" or (kind == "literal_error" and leaf in ("provider", "target")):
-        fix = "use provider local, s3, gcs or mux; target local or mixpeek"
+        fix = (
+            "use provider local, s3, gcs, azure_blob, google_drive or mux; target local or mixpeek"
+        )
     return ConfigProblem(sync=sync, field=field, message=msg, fix=fix)
 
 
@@ -249,6 +253,27 @@ def split_bucket_path(source_path: str) -> tuple[str, str]:
 
 
 MUX_PREFIX = "mux://"
+DRIVE_PREFIX = "drive://"
+DRIVE_SHARED = "shared/"
+AZURE_CONTAINER_RE = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+"""Azure container names: 3-63 of a-z, 0-9 and single hyphens, starting and ending alnum."""
+DRIVE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
+
+def split_drive_path(source_path: str) -> tuple[str | None, str] | None:
+    """`drive://FOLDER_ID` → (None, folder); `drive://shared/DRIVE_ID` → (drive, drive).
+
+    A shared drive's id is also the id of its root folder. None when the path is malformed.
+    """
+    if not source_path.startswith(DRIVE_PREFIX):
+        return None
+    rest = source_path[len(DRIVE_PREFIX) :].rstrip("/")
+    drive: str | None = None
+    if rest.startswith(DRIVE_SHARED):
+        drive = rest = rest[len(DRIVE_SHARED) :]
+    if not DRIVE_ID_RE.fullmatch(rest):
+        return None
+    return drive, rest
 
 
 def source_path_problem(conn: Any, source_path: str, cfg: MixsyncConfig) -> tuple[str, str] | None:
@@ -266,6 +291,21 @@ def source_path_problem(conn: Any, source_path: str, cfg: MixsyncConfig) -> tupl
             return (
                 f"'{source_path}' does not start with a bucket name",
                 "write it as bucket/prefix, e.g. media-bucket/videos/2025/",
+            )
+    elif isinstance(conn, AzureBlobConnection):
+        container, _ = split_bucket_path(source_path)
+        if not AZURE_CONTAINER_RE.fullmatch(container):
+            return (
+                f"'{source_path}' does not start with an Azure container name",
+                "write it as container/prefix, e.g. media/videos/2025/ (a container name is "
+                "3-63 lowercase letters, digits and single hyphens)",
+            )
+    elif isinstance(conn, GoogleDriveConnection):
+        if split_drive_path(source_path) is None:
+            return (
+                f"'{source_path}' is not a Google Drive source",
+                "use drive://FOLDER_ID (the id in the folder's URL, listed recursively) or "
+                "drive://shared/DRIVE_ID for a whole shared drive",
             )
     elif isinstance(conn, MuxConnection) and (
         not source_path.startswith(MUX_PREFIX) or "/" in source_path[len(MUX_PREFIX) :]

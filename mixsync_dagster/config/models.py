@@ -87,8 +87,87 @@ class MuxConnection(_Model):
     page_size: int = Field(default=100, ge=1, le=100)
 
 
+class AzureBlobConnection(_Model):
+    """Azure Blob Storage: an account URL with a key, a SAS token or Entra ID; or a connection
+    string. No key and no SAS token: the default Azure credential chain (azure-identity)."""
+
+    provider: Literal["azure_blob"]
+    account_url: str | None = None
+    """`https://ACCOUNT.blob.core.windows.net` (or an emulator's `http://HOST:PORT/ACCOUNT`)."""
+    connection_string: SecretStr | None = None
+    """The portal's connection string (it carries the key or a SAS); write it as {env: VAR}."""
+    account_name: str | None = None
+    """Only with account_key, when the name cannot be read from account_url (custom domains)."""
+    account_key: SecretStr | None = None
+    sas_token: SecretStr | None = None
+    sas_expiry_seconds: int = Field(default=3600, ge=60, le=604_800)
+    """Lifetime of the read-only SAS URLs handed to the bucket (user delegation keys: 7 days)."""
+    api_version: str = Field(default="2025-11-05", pattern=r"^\d{4}-\d{2}-\d{2}$")
+    """The Blob service version the client speaks: pinned, so an SDK upgrade cannot send one
+    that an older server or emulator (Azurite) refuses."""
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> AzureBlobConnection:
+        if (self.account_url is None) == (self.connection_string is None):
+            raise ValueError("give exactly one of account_url or connection_string")
+        if self.connection_string is not None and (
+            self.account_key is not None or self.sas_token is not None
+        ):
+            raise ValueError(
+                "connection_string carries its own key or SAS: drop account_key / sas_token"
+            )
+        if self.account_key is not None and self.sas_token is not None:
+            raise ValueError("give account_key or sas_token, not both")
+        if self.account_name is not None and self.account_key is None:
+            raise ValueError("account_name is only used with account_key")
+        return self
+
+
+class GoogleDriveOAuth(_Model):
+    """An OAuth client and a user's refresh token (scope drive.readonly)."""
+
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    refresh_token: SecretStr
+    token_uri: str = "https://oauth2.googleapis.com/token"
+
+
+class GoogleDriveConnection(_Model):
+    """Google Drive: a service account (optionally impersonating a user), a user's OAuth
+    refresh token, or application default credentials when neither is given."""
+
+    provider: Literal["google_drive"]
+    credentials_json: SecretStr | None = None
+    """A service-account key (JSON); write it as {env: VAR}."""
+    subject: str | None = None
+    """With credentials_json: the user to impersonate (domain-wide delegation)."""
+    oauth: GoogleDriveOAuth | None = None
+    export_formats: dict[Literal["document", "spreadsheet", "presentation", "drawing"], str] = {}
+    """MIME type each Google Workspace type is exported as; PDF when not given."""
+    endpoint_url: str | None = None
+    """The API root (default https://www.googleapis.com/); for test doubles."""
+
+    @model_validator(mode="after")
+    def _credentials(self) -> GoogleDriveConnection:
+        if self.credentials_json is not None and self.oauth is not None:
+            raise ValueError("give credentials_json (a service account) or oauth, not both")
+        if self.subject is not None and self.credentials_json is None:
+            raise ValueError("subject (a user to impersonate) needs credentials_json")
+        for kind, mime in self.export_formats.items():
+            # Which formats Drive offers is Drive's answer (about.exportFormats), checked when
+            # a file of that kind is listed; here only the shape.
+            if not MIME_PATTERN_RE.match(mime) or mime.endswith("/*"):
+                raise ValueError(f"export_formats.{kind}: '{mime}' is not a MIME type")
+        return self
+
+
 Connection = Annotated[
-    LocalConnection | S3Connection | GCSConnection | MuxConnection,
+    LocalConnection
+    | S3Connection
+    | GCSConnection
+    | MuxConnection
+    | AzureBlobConnection
+    | GoogleDriveConnection,
     Field(discriminator="provider"),
 ]
 
@@ -466,6 +545,7 @@ __all__ = [
     "MIME_PATTERN_RE",
     "SYNC_MODE_ALIASES",
     "SYNC_NAME_RE",
+    "AzureBlobConnection",
     "BlobType",
     "Bucket",
     "Connection",
@@ -473,6 +553,8 @@ __all__ = [
     "FieldMapping",
     "FileFilters",
     "GCSConnection",
+    "GoogleDriveConnection",
+    "GoogleDriveOAuth",
     "LocalBucket",
     "LocalConnection",
     "Mapping",

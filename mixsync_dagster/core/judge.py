@@ -72,8 +72,14 @@ def object_spec(
         metadata=metadata,
         fields=mapped.fields,
         blobs=mapped.blobs,
-        fetch_url=lambda: provider.blob_url(item),
-        open_blob=(lambda: provider.open(item)) if provider.cheap_open else None,
+        name=item.name,
+        # A provider whose URLs a bucket cannot fetch (Drive) hands over bytes instead.
+        fetch_url=(lambda: provider.blob_url(item)) if provider.url_fetchable else None,
+        open_blob=(
+            (lambda: provider.open(item))
+            if provider.cheap_open or not provider.url_fetchable
+            else None
+        ),
         replaces=replaces,
         interrupted=interrupted,
     )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import BinaryIO, Protocol
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO, Protocol, cast
 
 from mixsync_dagster.config import LocalConnection, MixsyncConfig
 from mixsync_dagster.core.records import FileItem, Page
@@ -16,6 +17,11 @@ class Provider(Protocol):
     """Short provider id recorded on objects for source tracking (`local`, `s3`, ...)."""
     cheap_open: bool
     """True when open() costs no network transfer; the local bucket then hashes the bytes."""
+    url_fetchable: bool
+    """False when a bucket cannot fetch a file by URL (Google Drive: every link needs the
+    connection's OAuth token; Azure with only a SAS token: mixsync will not hand its token
+    out). Targets then get no `fetch_url`, only `open_blob`, and must take the bytes from
+    open() (the Mixpeek target uploads them as it uploads local files)."""
 
     def list_pages(
         self, source_path: str, position: str | None, page_size: int, prefix: str = ""
@@ -37,7 +43,9 @@ class Provider(Protocol):
         ...
 
     def blob_url(self, item: FileItem) -> str:
-        """Where a bucket fetches the bytes (file://, presigned https://, rendition URL)."""
+        """Where a bucket fetches the bytes (file://, presigned https://, rendition URL).
+
+        Not called when `url_fetchable` is False."""
         ...
 
     def check(self, source_path: str | None) -> str:
@@ -67,8 +75,38 @@ def get_provider(cfg: MixsyncConfig, connection_id: str) -> Provider:
         from mixsync_dagster.providers.gcs import GCSProvider
 
         return GCSProvider(connection_id, conn)
+    if conn.provider == "azure_blob":
+        from mixsync_dagster.providers.azure_blob import AzureBlobProvider
+
+        return AzureBlobProvider(connection_id, conn)
+    if conn.provider == "google_drive":
+        from mixsync_dagster.providers.google_drive import GoogleDriveProvider
+
+        return GoogleDriveProvider(connection_id, conn)
     if conn.provider == "mux":
         from mixsync_dagster.providers.mux import MuxProvider
 
         return MuxProvider(connection_id, conn)
     raise AssertionError(f"unhandled connection type {type(conn).__name__}")
+
+
+SPOOL_MEMORY_BYTES = 8 << 20
+"""Downloads up to this size stay in memory; larger ones spill to a temporary file."""
+
+
+def spooled(chunks: Iterable[bytes]) -> BinaryIO:
+    """A downloaded file as a seekable stream, read from `chunks` (one chunk in memory at a time).
+
+    For providers whose bytes a target must upload itself: the Mixpeek target rewinds the
+    stream to retry a PUT, and sizes it with fstat when the listing could not (a Drive export)."""
+    f = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115 (returned)
+    try:
+        for chunk in chunks:
+            f.write(chunk)
+        if f.tell() > SPOOL_MEMORY_BYTES:
+            f.rollover()
+        f.seek(0)
+    except BaseException:
+        f.close()
+        raise
+    return cast(BinaryIO, f)

@@ -93,6 +93,7 @@ class GCSProvider:
 
     name = "gcs"
     cheap_open = False
+    url_fetchable = True
 
     def __init__(
         self,

@@ -24,6 +24,7 @@ class LocalProvider:
 
     name = "local"
     cheap_open = True
+    url_fetchable = True  # file:// URLs: the Mixpeek target uploads them (cheap_open)
 
     def __init__(self, root: Path, *, include_hidden: bool = False):
         self.root = root.resolve()

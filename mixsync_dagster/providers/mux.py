@@ -88,6 +88,7 @@ class MuxProvider:
 
     name = "mux"
     cheap_open = False
+    url_fetchable = True
 
     def __init__(
         self,

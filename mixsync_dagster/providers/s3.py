@@ -166,6 +166,7 @@ class S3Provider:
 
     name = "s3"
     cheap_open = False
+    url_fetchable = True
 
     def __init__(
         self,

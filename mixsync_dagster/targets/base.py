@@ -45,6 +45,7 @@ class ObjectSpec:
     print, never signed."""
     mime_type: str | None
     size: int
+    """From the listing; 0 when the provider cannot tell before reading (a Drive export)."""
     metadata: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, Any] = field(default_factory=dict)
     blobs: tuple[BlobSpec, ...] = ()
@@ -55,6 +56,9 @@ class ObjectSpec:
     """Reads the bytes, for targets that ingest them; raises FileVanished if the file is gone."""
     replaces: str | None = None
     """The object holding the previous version of this file: retired once the new one exists."""
+    name: str | None = None
+    """The file's name (`rel_path`'s last part), for targets that upload bytes: a source key
+    may be an opaque id (Drive)."""
     interrupted: bool = False
     """An earlier attempt may have created objects for this ref without recording them: reuse
     the one holding this fingerprint, retire the others."""

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 
 from mixsync_dagster.core.records import utcnow
-from mixsync_dagster.errors import FileVanished
+from mixsync_dagster.errors import FileVanished, PermanentFileError
 from mixsync_dagster.targets.base import ObjectResult, ObjectSpec, SubmittedBatch
 
 local_metadata = MetaData()
@@ -96,6 +96,8 @@ class LocalBucketTarget:
                 digests[i] = _digest(spec)
             except FileVanished as e:
                 results[i] = ObjectResult(error=str(e), vanished=True)
+            except PermanentFileError as e:  # e.g. a Drive document too large to export
+                results[i] = ObjectResult(error=str(e))
             except OSError as e:
                 results[i] = ObjectResult(error=f"cannot read {spec.source_key}: {e.strerror}")
         live = [i for i in range(len(specs)) if results[i] is None]

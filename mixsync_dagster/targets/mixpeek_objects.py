@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
-from mixsync_dagster.errors import FileVanished
+from mixsync_dagster.errors import FileVanished, PermanentFileError
 from mixsync_dagster.targets.base import BlobSpec, ObjectResult, ObjectSpec
 from mixsync_dagster.targets.mixpeek_http import MixpeekHttp, MixpeekRejected
 
@@ -214,6 +214,8 @@ class ObjectBodies:
             f = spec.open_blob()
         except FileVanished as e:
             return ObjectResult(error=str(e), vanished=True)
+        except PermanentFileError as e:  # e.g. a Drive document too large to export
+            return ObjectResult(error=str(e))
         except OSError as e:
             return ObjectResult(error=f"cannot read {spec.source_key}: {e.strerror or e}")
         with f:
@@ -224,7 +226,8 @@ class ObjectBodies:
                     "POST",
                     f"{self._prefix}/uploads",
                     body={
-                        "filename": _upload_name(spec.source_key),
+                        # A Drive key is an opaque id: the provider's name is the file's name.
+                        "filename": _upload_name(spec.name or spec.source_key),
                         "content_type": content_type,
                         **sized,
                         "blob_property": self.blob_property,
