@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE)]
 
-from bench_local import (  # noqa: E402
+from benchlib import (  # noqa: E402
     install_timers,
     machine_info,
     peak_rss_mb,
@@ -150,9 +150,8 @@ def phase_bare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def phase_list_pages(args: argparse.Namespace) -> dict[str, Any]:
-    from mixsync_dagster.core.engine import PAGE_SIZE
-
     from mixsync_dagster.config import load_config
+    from mixsync_dagster.core.segment import PAGE_SIZE
     from mixsync_dagster.providers import get_provider
 
     cfg = load_config(str(Path(args.workdir) / "syncs.yaml"))
@@ -210,7 +209,9 @@ def phase_pass(args: argparse.Namespace) -> dict[str, Any]:
     listed, runs, synced = map(int, m.groups())
     out.update(listed=listed, runs=runs, synced=synced, files=listed)
     out["created"] = count_objects(work) - before
-    out["verify"] = verify_bucket(work, args.expect_files, args.expect_bytes)
+    out["verify"] = verify_bucket(
+        f"sqlite:///{work / 'state.db'}", SYNC_NAME, args.expect_files, args.expect_bytes
+    )
     return out
 
 
@@ -283,7 +284,7 @@ def breakdown_table(passes: list[dict[str, Any]]) -> str:
 def section_text(n: int, info: dict[str, Any], rows: list[dict[str, Any]], note: str) -> str:
     by = {r["key"]: r for r in rows}
     b1, lp, p1, b2, p2 = (by[k] for k in ("bare1", "list_pages", "first", "bare2", "second"))
-    plan = p2["breakdown"]["engine.plan_chunk (list + track)"]["seconds"]
+    plan = p2["breakdown"]["scan (list and compare until work is found)"]["seconds"]
     other = p2["wall"] - p2["seconds"] - p2["import_seconds"]
     mi = ", ".join(f"{k} {v}" for k, v in info["machine"].items())
     mi += f", load average (1 min) at start / end {info['load']}"

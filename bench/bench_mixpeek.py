@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_local import (  # noqa: E402  (a sibling script, not a package)
+from benchlib import (  # noqa: E402  (a sibling script, not a package)
     FILES_PER_FOLDER,
     machine_info,
     make_tree,
@@ -240,7 +240,7 @@ def install_timers() -> dict[str, list[float]]:
 
         setattr(owner, attr, timed)
 
-    wrap(engine, "plan_chunk", "engine.plan_chunk (list + track)")
+    wrap(engine, "plan_chunk", "scan (list and compare until work is found)")
     wrap(JobDefinition, "execute_in_process", "execute_in_process (whole Dagster run)")
     wrap(engine, "filter_work", "  op filter_files: engine.filter_work")
     wrap(engine, "create_objects", "  op create_objects: engine.create_objects")
@@ -399,7 +399,7 @@ def section_text(n: int, info: dict[str, str], rows: list[dict[str, Any]], comma
     bulk = b["of which bulk create (objects/batch)"]
     sub = b["op submit_batches: engine.submit_batches"]
     rec = b["of which engine._record_outcomes"]
-    plan = b["engine.plan_chunk (list + track)"]
+    plan = b["scan (list and compare until work is found)"]
     mi = ", ".join(f"{k} {v}" for k, v in info.items())
     return "\n".join(
         [

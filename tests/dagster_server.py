@@ -138,6 +138,8 @@ class DagsterServers:
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         resp = httpx.post(self.url, json={"query": query, "variables": variables or {}}, timeout=30)
+        if resp.status_code >= 500:
+            raise AssertionError(f"GraphQL answered {resp.status_code}: {resp.text[:3000]}")
         resp.raise_for_status()
         body = resp.json()
         assert not body.get("errors"), body["errors"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -77,6 +78,13 @@ def test_s3_to_mixpeek_end_to_end(tmp_path, seaweed, fake, instance):
     assert d.run_pass("s1") == 0 and fake.calls["objects_batch"] == creates
     # Changed object: a new Mixpeek object with a fresh URL, processed; the old one deleted.
     client.put_object(Bucket=bucket, Key="videos/clip_001.mp4", Body=b"a new take")
+    # SeaweedFS's filer can serve the old bytes for a moment after an overwrite (seen under
+    # load): wait until the store itself answers with the new ones.
+    for _ in range(100):
+        got = client.get_object(Bucket=bucket, Key="videos/clip_001.mp4")["Body"].read()
+        if got == b"a new take":
+            break
+        time.sleep(0.05)
     assert d.run_pass("s1") == 1
     after = {o["metadata"]["mixsync"]["source_key"]: o for o in fake.list_objects()}
     old, new = objs[keys[1]], after[keys[1]]

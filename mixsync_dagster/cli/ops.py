@@ -20,7 +20,6 @@ from mixsync_dagster.cli.app import (
     main,
 )
 from mixsync_dagster.config import MixsyncConfig
-from mixsync_dagster.dagster.runs import dagster_instance
 from mixsync_dagster.errors import MixsyncError, SyncNotFound
 
 
@@ -33,7 +32,7 @@ def unlock(obj: Ctx, name: str, force: bool) -> None:
     """Release a sync held by a run or process that is no longer alive."""
     from mixsync_dagster.core.owners import describe, process_alive
     from mixsync_dagster.core.runtime import open_runtime
-    from mixsync_dagster.dagster.runs import holders, liveness, release
+    from mixsync_dagster.dagster.runs import dagster_instance, holders, liveness, release
     from mixsync_dagster.state import Claim
 
     cfg = obj.cfg

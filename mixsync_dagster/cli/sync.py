@@ -8,6 +8,7 @@ released and the next pass (sensor or CLI) resumes from the committed position.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -18,7 +19,6 @@ from typing import Any
 import click
 
 from mixsync_dagster.cli.app import EXIT_FAILED, Ctx, _fail, _handle_errors, main
-from mixsync_dagster.dagster.runs import dagster_instance
 from mixsync_dagster.errors import Interrupted, MixsyncError
 
 EXIT_SIGNAL_BASE = 128
@@ -46,6 +46,52 @@ def _install_stop_handlers() -> dict[int, Any]:
     return previous
 
 
+class _Dagster:
+    """The Dagster side of `mixsync sync`, opened only when needed: a pass with nothing to do
+    (the common case) costs no Dagster import and no instance."""
+
+    def __init__(self, cfg: Any, path: Any, name: str):
+        self.cfg, self.path, self.name = cfg, path, name
+        self._stack: contextlib.ExitStack | None = None
+        self._instance: Any = None
+        self._job: Any = None
+
+    def instance(self) -> Any:
+        if self._instance is None:
+            from mixsync_dagster.dagster.runs import dagster_instance, sweep_dead
+
+            self._stack = contextlib.ExitStack()
+            self._instance = self._stack.enter_context(dagster_instance(self.cfg.base_dir))
+            for h in sweep_dead(self._instance, self.name):
+                click.echo(
+                    f"{self.name}: released stale run {h.run.run_id} (worker {h.worker} gone)"
+                )
+        return self._instance
+
+    def job(self) -> Any:
+        if self._job is None:
+            from mixsync_dagster.dagster.definitions import build_definitions
+
+            self._job = build_definitions(self.path).get_job_def(f"mixsync_{self.name}_job")
+        return self._job
+
+    def alive(self, owner: str) -> bool | None:
+        """Liveness of a pass owner; Dagster is asked only about runs."""
+        from mixsync_dagster.core.owners import process_alive
+
+        if owner.startswith("run:"):
+            from mixsync_dagster.dagster.runs import liveness
+
+            return liveness(self.instance())(owner)
+        if owner.startswith("cli:"):
+            return process_alive(owner)
+        return None
+
+    def close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+
+
 @main.command()
 @click.argument("name")
 @click.option(
@@ -57,20 +103,9 @@ def _install_stop_handlers() -> dict[int, Any]:
 @_handle_errors
 def sync(obj: Ctx, name: str, wait: bool) -> None:
     """Run one full pass now, in process, recorded in the Dagster instance."""
-    from mixsync_dagster.core import passes, stop
-    from mixsync_dagster.core.owners import cli_owner, process_id
+    from mixsync_dagster.core import passes
+    from mixsync_dagster.core.owners import cli_owner
     from mixsync_dagster.core.runtime import open_runtime
-    from mixsync_dagster.dagster.definitions import build_definitions
-    from mixsync_dagster.dagster.jobs import run_config_for
-    from mixsync_dagster.dagster.runs import (
-        PASS_TAG,
-        SYNC_TAG,
-        WORKER_TAG,
-        in_flight_run,
-        liveness,
-        sweep_dead,
-    )
-    from mixsync_dagster.state import Claim
 
     cfg = obj.cfg
     rt = open_runtime(cfg, name)
@@ -79,96 +114,33 @@ def sync(obj: Ctx, name: str, wait: bool) -> None:
         _fail(f"{name} is {status}: run `mixsync resume {name}` first")
     me = cli_owner()
     t0 = time.monotonic()
-    totals: dict[str, int] = {}
-    samples: list[tuple[str, str]] = []
-    runs = 0
-    with dagster_instance(cfg.base_dir) as instance:
-        for h in sweep_dead(instance, name):
-            click.echo(f"{name}: released stale run {h.run.run_id} (worker {h.worker} gone)")
-        alive = liveness(instance)
+    dag = _Dagster(cfg, obj.path, name)
+    try:
         while True:
-            busy = in_flight_run(instance, name)
-            got = (
-                passes.Busy(f"run {busy} of this sync is in flight")
-                if busy
-                else passes.acquire(rt, me, alive=alive, start_new=True)
-            )
+            got = passes.acquire(rt, me, alive=dag.alive, start_new=True)
             if not isinstance(got, passes.Busy):
                 break
             if not wait:
                 _fail(f"{name}: {got.message}; try again when it ends, or pass --wait")
             time.sleep(WAIT_POLL_SECONDS)
-        assert not isinstance(got, passes.Busy)
-        claim: Claim = got
         previous = _install_stop_handlers()
-        job = build_definitions(obj.path).get_job_def(f"mixsync_{name}_job")
-        new_status = None
         try:
-            while True:
-                if stop.requested():
-                    raise Interrupted(stop.signal_number() or signal.SIGINT)
-                try:
-                    found = passes.scan(rt, claim, budget_seconds=None)
-                except MixsyncError as e:
-                    _counted, st = passes.fail_attempt(rt, claim.pass_uid, e)
-                    _fail(f"{name}: listing failed: {e} (status {st})")
-                totals["listed"] = totals.get("listed", 0) + found.listed
-                for s in found.skipped:
-                    click.echo(f"  skipped {s.key}: {s.reason}")
-                if not (
-                    found.found_work or (found.listing_done and passes.reconcile_pending(rt, claim))
-                ):
-                    if found.listing_done:
-                        new_status = passes.finish(rt, claim)
-                        break
-                    continue
-                plan = passes.request_run(rt, claim)
-                result = _execute(
-                    job,
-                    run_config=run_config_for(name, plan.pass_uid, plan.token, me)
-                    | {"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-                    instance=instance,
-                    # This process is the run's worker: say so from the start, so a kill at any
-                    # moment leaves a run that unlock and the stale-run sweep can judge.
-                    tags={SYNC_TAG: name, PASS_TAG: plan.pass_uid, WORKER_TAG: process_id()},
-                )
-                runs += 1
-                if not result.success:
-                    err = rt.store.get_sync(name)["last_error"] or "see the run in the Dagster UI"
-                    _fail(f"{name}: run {result.run_id} failed: {err}")
-                out = result.output_for_node("sync_files")
-                for k in ("listed", "synced", "excluded", "failed", "vanished", "bytes"):
-                    totals[k] = totals.get(k, 0) + int(out.get(k, 0))
-                samples.extend(out.get("failed_samples", []))
-                rec = result.output_for_node("reconcile_objects")
-                totals["deleted"] = totals.get("deleted", 0) + int(rec.get("deleted", 0))
-                if out.get("skip"):
-                    _fail(f"{name}: {out['skip']}")
-                p = rt.store.get_pass(rt.sync_id)
-                if p is None or not p.is_open:
-                    new_status = rt.store.get_sync(name)["status"]
-                    break
-                if out.get("stopped") == "signal" or stop.requested():
-                    raise Interrupted(stop.signal_number() or signal.SIGINT)
-                again = passes.acquire(rt, me, alive=alive, start_new=False)
-                if isinstance(again, passes.Busy):
-                    _fail(f"{name}: {again.message}")
-                    return
-                claim = again
-        except Interrupted as e:
-            rt.store.release(_current_claim(rt, me) or claim)
-            click.echo(
-                f"{name}: stopped by signal {e.signum}; pass {claim.pass_no} keeps its position "
-                "and the next pass (sensor or `mixsync sync`) resumes from it",
-                err=True,
-            )
-            sys.exit(EXIT_SIGNAL_BASE + e.signum)
+            claim, totals, samples, runs, new_status = _run_pass(rt, me, got, dag)
         finally:
             current = _current_claim(rt, me)
             if current is not None:
                 rt.store.release(current)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+    except Interrupted as e:
+        click.echo(
+            f"{name}: stopped by signal {e.signum}; the pass keeps its position and the next "
+            "pass (sensor or `mixsync sync`) resumes from it",
+            err=True,
+        )
+        sys.exit(EXIT_SIGNAL_BASE + e.signum)
+    finally:
+        dag.close()
     took = time.monotonic() - t0
     click.echo(
         f"{name}: pass {claim.pass_no} done in {took:.1f}s: listed {totals.get('listed', 0)}, "
@@ -181,6 +153,67 @@ def sync(obj: Ctx, name: str, wait: bool) -> None:
         shown = "\n".join(f"  {path}: {why}" for path, why in samples[:20])
         more = f"\n  ... and {failed - 20} more (`mixsync dlq list {name}`)" if failed > 20 else ""
         _fail(f"{name}: {failed} file(s) of this pass failed:\n{shown}{more}", EXIT_FAILED)
+
+
+def _run_pass(rt: Any, me: str, claim: Any, dag: _Dagster) -> tuple[Any, ...]:
+    """Scan, run what needs running, finish. Returns (claim, totals, samples, runs, status)."""
+    from mixsync_dagster.core import passes, stop
+    from mixsync_dagster.core.owners import process_id
+
+    name = rt.name
+    totals: dict[str, int] = {}
+    samples: list[tuple[str, str]] = []
+    runs = 0
+    while True:
+        if stop.requested():
+            raise Interrupted(stop.signal_number() or signal.SIGINT)
+        try:
+            found = passes.scan(rt, claim, budget_seconds=None)
+        except MixsyncError as e:
+            _counted, st = passes.fail_attempt(rt, claim.pass_uid, e)
+            _fail(f"{name}: listing failed: {e} (status {st})")
+        totals["listed"] = totals.get("listed", 0) + found.listed
+        for s in found.skipped:
+            click.echo(f"  skipped {s.key}: {s.reason}")
+        if not (found.found_work or (found.listing_done and passes.reconcile_pending(rt, claim))):
+            if found.listing_done:
+                return claim, totals, samples, runs, passes.finish(rt, claim)
+            continue
+        from mixsync_dagster.dagster.jobs import run_config_for
+        from mixsync_dagster.dagster.runs import PASS_TAG, SYNC_TAG, WORKER_TAG
+
+        instance, job = dag.instance(), dag.job()
+        plan = passes.request_run(rt, claim)
+        result = _execute(
+            job,
+            run_config=run_config_for(name, plan.pass_uid, plan.token, me)
+            | {"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            instance=instance,
+            # This process is the run's worker: say so from the start, so a kill at any
+            # moment leaves a run that unlock and the stale-run sweep can judge.
+            tags={SYNC_TAG: name, PASS_TAG: plan.pass_uid, WORKER_TAG: process_id()},
+        )
+        runs += 1
+        if not result.success:
+            err = rt.store.get_sync(name)["last_error"] or "see the run in the Dagster UI"
+            _fail(f"{name}: run {result.run_id} failed: {err}")
+        out = result.output_for_node("sync_files")
+        for k in ("listed", "synced", "excluded", "failed", "vanished", "bytes"):
+            totals[k] = totals.get(k, 0) + int(out.get(k, 0))
+        samples.extend(out.get("failed_samples", []))
+        rec = result.output_for_node("reconcile_objects")
+        totals["deleted"] = totals.get("deleted", 0) + int(rec.get("deleted", 0))
+        if out.get("skip"):
+            _fail(f"{name}: {out['skip']}")
+        p = rt.store.get_pass(rt.sync_id)
+        if p is None or not p.is_open:
+            return claim, totals, samples, runs, rt.store.get_sync(name)["status"]
+        if out.get("stopped") == "signal" or stop.requested():
+            raise Interrupted(stop.signal_number() or signal.SIGINT)
+        again = passes.acquire(rt, me, alive=dag.alive, start_new=False)
+        if isinstance(again, passes.Busy):
+            _fail(f"{name}: {again.message}")
+        claim = again
 
 
 def _execute(job: Any, **kwargs: Any) -> Any:

@@ -44,9 +44,9 @@ def classify(
         return Action.RESEND
     if row.fp != fp:
         return Action.CHANGED
-    if row.status is Tracked.CREATING:
+    if row.status == Tracked.CREATING:
         return Action.RETRY
-    if row.status is Tracked.RETRY and row.attempts < MAX_ATTEMPTS:
+    if row.status == Tracked.RETRY and row.attempts < MAX_ATTEMPTS:
         due = row.next_attempt_at is None or now is None or now >= row.next_attempt_at
         return Action.RETRY if due else None
     if row.status in (Tracked.SYNCED, Tracked.EXCLUDED) and row.filter_hash != filter_hash:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from mixsync_dagster.core.classify import listing_prefix
 from mixsync_dagster.core.owners import Liveness, describe
+from mixsync_dagster.core.prefetch import prefetched
 from mixsync_dagster.core.records import Skipped, utcnow
 from mixsync_dagster.core.runtime import SyncRuntime
 from mixsync_dagster.core.segment import PAGE_SIZE, SAMPLES, needs_work
@@ -115,10 +117,16 @@ def acquire(
     return claim if claim is not None else Busy("another process started a pass first")
 
 
+SCAN_COMMIT_SECONDS = 1.0
+"""A scan moves the pass's position at most this often (and when it stops): a crash costs at
+most a second of re-listing, and a long unchanged listing is not a commit per page."""
+SCAN_COMMIT_PAGES = 20
+
+
 def scan(rt: SyncRuntime, claim: Claim, *, budget_seconds: float | None) -> ScanResult:
     """List from the pass's position, moving it past pages where nothing needs doing, until a
     page needs work (the position stays before it, for the run), the listing ends, or the
-    budget is spent."""
+    budget is spent. The next page is fetched while this one is compared."""
     store = rt.store
     p = store.get_pass(rt.sync_id)
     assert p is not None
@@ -127,26 +135,47 @@ def scan(rt: SyncRuntime, claim: Claim, *, budget_seconds: float | None) -> Scan
     started = time.monotonic()
     listed = 0
     skipped: list[Skipped] = []
+    pending: dict[str, Any] = {"position": p.position, "listed": 0, "seen": [], "pages": 0}
+    last_commit = started
+
+    def commit() -> None:
+        nonlocal last_commit
+        if pending["pages"]:
+            store.advance(
+                claim, pending["position"], seen=pending["seen"], listed=pending["listed"]
+            )
+        pending.update(listed=0, seen=[], pages=0)
+        last_commit = time.monotonic()
+
     pages = rt.provider.list_pages(
         rt.sync.source_path, p.position, PAGE_SIZE, listing_prefix(rt.sync)
     )
-    try:
-        for page in pages:
-            known = store.lookup(rt.sync_id, [i.key for i in page.items])
-            if needs_work(rt, page, known, utcnow()):
+    with prefetched(pages) as ahead:
+        for page in ahead:
+            if needs_work(rt, page, utcnow()):
+                commit()
                 return ScanResult(listed, True, False, skipped)
             listed += len(page.items)
             skipped.extend(page.skipped[: max(0, SAMPLES - len(skipped))])
-            seen = [i.key for i in page.items] if p.stamps_seen else []
-            store.advance(claim, page.next_position, seen=seen, listed=len(page.items))
-            if page.next_position is None:
+            pending["position"] = page.next_position
+            pending["listed"] += len(page.items)
+            pending["pages"] += 1
+            if p.stamps_seen:
+                pending["seen"].extend(i.key for i in page.items)
+            done = page.next_position is None
+            spent = budget_seconds is not None and time.monotonic() - started > budget_seconds
+            if (
+                done
+                or spent
+                or pending["pages"] >= SCAN_COMMIT_PAGES
+                or time.monotonic() - last_commit >= SCAN_COMMIT_SECONDS
+            ):
+                commit()
+            if done:
                 return ScanResult(listed, False, True, skipped)
-            if budget_seconds is not None and time.monotonic() - started > budget_seconds:
+            if spent:
                 return ScanResult(listed, False, False, skipped)
-    finally:
-        close = getattr(pages, "close", None)
-        if close is not None:
-            close()
+    commit()
     return ScanResult(listed, False, True, skipped)
 
 

@@ -122,11 +122,11 @@ def _accepted_row(
         except PermanentFileError as e:
             return PreviewRow(item.key, item.rel_path, item.size, "would_fail", reason=str(e))
         return PreviewRow(item.key, item.rel_path, item.size, "would_sync", action=action.value)
-    if prior is not None and prior.status is Tracked.RETRY:
+    if prior is not None and prior.status == Tracked.RETRY:
         when = prior.next_attempt_at.isoformat(timespec="seconds") if prior.next_attempt_at else "-"
         reason = f"attempt {prior.attempts} failed; next attempt at {when}"
         return PreviewRow(item.key, item.rel_path, item.size, "retry_later", reason=reason)
-    if prior is not None and prior.status is Tracked.FAILED:
+    if prior is not None and prior.status == Tracked.FAILED:
         reason = f"failed {prior.attempts} times; `mixsync dlq retry` or a change retries it"
         return PreviewRow(item.key, item.rel_path, item.size, "failed", reason=reason)
     return PreviewRow(item.key, item.rel_path, item.size, "unchanged")

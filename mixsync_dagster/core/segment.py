@@ -78,14 +78,27 @@ class SegmentResult:
     seconds: float = 0.0
 
 
-def needs_work(
-    rt: SyncRuntime, page: Page, known: dict[str, TrackedRow], now: datetime
-) -> list[Work]:
-    """The page's files that need something done, with what and why."""
-    out = []
+def needs_work(rt: SyncRuntime, page: Page, now: datetime) -> list[Work]:
+    """The page's files that need something done, with what and why.
+
+    Most files of most passes are unchanged: one narrow query returns the fingerprint hashes of
+    the page's settled files (synced or excluded under the current filters), and only the
+    others are looked up in full and classified."""
+    items = page.items
+    if not items:
+        return []
     fh, dup = rt.filter_hash, rt.sync.skip_duplicates
-    for item in page.items:
-        fp = hash64(item.fingerprint)
+    fps = [hash64(i.fingerprint) for i in items]
+    if dup:
+        settled = rt.store.settled(rt.sync_id, [i.key for i in items], fh)
+        open_items = [(i, fp) for i, fp in zip(items, fps, strict=True) if settled.get(i.key) != fp]
+    else:
+        open_items = list(zip(items, fps, strict=True))
+    if not open_items:
+        return []
+    known = rt.store.lookup(rt.sync_id, [i.key for i, _ in open_items])
+    out = []
+    for item, fp in open_items:
         prior = known.get(item.key)
         action = classify(prior, fp, fh, dup, now)
         if action is not None:
@@ -124,8 +137,7 @@ def run_segment(
         with prefetched(list_from(rt, p.position, min(PAGE_SIZE, max_files))) as pages:
             for page in pages:
                 now = utcnow()
-                known = rt.store.lookup(rt.sync_id, [i.key for i in page.items])
-                work = needs_work(rt, page, known, now)
+                work = needs_work(rt, page, now)
                 if work and handled >= max_files:
                     # The cap counts files handled; pages with nothing to do past it cost
                     # nothing, so a run only stops where the next run has work to pick up.
@@ -217,7 +229,7 @@ class _Chunker:
                         item,
                         mapped,
                         replaces=prior.object_id if prior else None,
-                        interrupted=prior is not None and prior.status is Tracked.CREATING,
+                        interrupted=prior is not None and prior.status == Tracked.CREATING,
                     ),
                 )
             )
@@ -277,7 +289,16 @@ class _Chunker:
             batch = rt.target.submit_batch(synced_ids)
             tally.batches += 1
         with rt.store.tx() as c:
-            rt.store.fence(c, self.claim)
+            # The pass's own counts move with the files they count (in the fencing statement
+            # itself), so a run that dies mid-page leaves them exact.
+            rt.store.add_pass_counts(
+                c,
+                self.claim,
+                synced=tally.synced,
+                excluded=tally.excluded,
+                failed=tally.failed,
+                bytes=tally.bytes,
+            )
             rt.store.write_tracked(c, rt.sync_id, outcomes, self.last_seen)
             if forget:
                 rt.store.forget(c, rt.sync_id, forget)
@@ -291,17 +312,7 @@ class _Chunker:
                 total_files_discovered=tally.discovered,
                 total_files_synced=tally.synced,
                 total_bytes_synced=tally.bytes,
-                total_files_failed=sum(1 for o in outcomes if o.status is Tracked.FAILED),
-            )
-            # The pass's own counts move with the files they count, so a run that dies
-            # mid-page leaves them exact.
-            rt.store.add_pass_counts(
-                c,
-                self.claim,
-                synced=tally.synced,
-                excluded=tally.excluded,
-                failed=tally.failed,
-                bytes=tally.bytes,
+                total_files_failed=sum(1 for o in outcomes if o.status == Tracked.FAILED),
             )
         return tally
 

@@ -7,6 +7,7 @@ the `last_seen` stamps reconcile needs to tell a deleted file from one that was 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +26,8 @@ LOOKUP_CHUNK = 900
 @dataclass(frozen=True, slots=True)
 class TrackedRow:
     fp: int
-    status: Tracked
+    status: int
+    """A Tracked value (compare with ==; kept a plain int on the lookup hot path)."""
     filter_hash: int | None
     object_id: str | None
     attempts: int
@@ -38,7 +40,7 @@ class Outcome:
 
     key: str
     fp: int
-    status: Tracked
+    status: int
     object_id: str | None
     filter_hash: int | None
     attempts: int = 0
@@ -60,6 +62,23 @@ def _chunks(seq: Sequence[Any], n: int) -> Any:
         yield seq[i : i + n]
 
 
+@functools.lru_cache(maxsize=16)
+def _lookup_sql(mark: str, n: int) -> str:
+    return (
+        "SELECT source_key, fp, status, filter_hash, object_id, attempts, next_attempt_at "
+        f"FROM {tracked.name} WHERE sync_id = {mark} AND source_key IN ({', '.join([mark] * n)})"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _settled_sql(mark: str, n: int) -> str:
+    return (
+        f"SELECT source_key, fp FROM {tracked.name} WHERE sync_id = {mark} "
+        f"AND status IN ({int(Tracked.SYNCED)}, {int(Tracked.EXCLUDED)}) "
+        f"AND filter_hash = {mark} AND source_key IN ({', '.join([mark] * n)})"
+    )
+
+
 def _upsert(dialect: str) -> Any:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -74,26 +93,48 @@ class TrackingQueries:
     engine: Engine
 
     def lookup(self, sync_id: int, keys: Sequence[str]) -> dict[str, TrackedRow]:
-        """The tracked rows of `keys` (absent keys are new files)."""
-        t = tracked.c
+        """The tracked rows of `keys` (absent keys are new files).
+
+        On the hot path of every pass (a thousand keys a page), so it goes to the driver with
+        one prepared statement per chunk size instead of through SQLAlchemy's expression
+        layer, which spent more time rendering the IN list than the database spent on it."""
         out: dict[str, TrackedRow] = {}
+        if not keys:
+            return out
         with self.engine.connect() as c:
-            for chunk in _chunks(keys, LOOKUP_CHUNK):
-                rows = c.execute(
-                    select(
-                        t.source_key,
-                        t.fp,
-                        t.status,
-                        t.filter_hash,
-                        t.object_id,
-                        t.attempts,
-                        t.next_attempt_at,
-                    ).where(and_(t.sync_id == sync_id, t.source_key.in_(chunk)))
-                )
-                for key, fp, status, fh, oid, attempts, nxt in rows:
-                    out[key] = TrackedRow(
-                        fp, Tracked(status), fh, oid, attempts, as_utc(nxt) if nxt else None
+            mark = "?" if c.dialect.paramstyle == "qmark" else "%s"
+            cur = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                for chunk in _chunks(keys, LOOKUP_CHUNK):
+                    cur.execute(_lookup_sql(mark, len(chunk)), (sync_id, *chunk))
+                    for key, fp, status, fh, oid, attempts, nxt in cur.fetchall():
+                        if nxt is not None and not isinstance(nxt, datetime):
+                            nxt = datetime.fromisoformat(nxt)  # SQLite keeps text
+                        out[key] = TrackedRow(
+                            fp, status, fh, oid, attempts, as_utc(nxt) if nxt else None
+                        )
+            finally:
+                cur.close()
+        return out
+
+    def settled(self, sync_id: int, keys: Sequence[str], filter_hash: int) -> dict[str, int]:
+        """Fingerprint hashes of those of `keys` whose files are settled (synced or excluded
+        under `filter_hash`): the files an unchanged pass needs to see nothing more of."""
+        out: dict[str, int] = {}
+        if not keys:
+            return out
+        with self.engine.connect() as c:
+            mark = "?" if c.dialect.paramstyle == "qmark" else "%s"
+            cur = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                for chunk in _chunks(keys, LOOKUP_CHUNK):
+                    cur.execute(
+                        _settled_sql(mark, len(chunk)),
+                        (sync_id, filter_hash, *chunk),
                     )
+                    out.update(cur.fetchall())
+            finally:
+                cur.close()
         return out
 
     def write_tracked(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
+import os
+import time
 from typing import Any
 
 from sqlalchemy import (
@@ -63,6 +64,13 @@ batches = Table(
     Column("submitted_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
 )
+
+
+def new_id(prefix: str) -> str:
+    """A unique id that sorts by creation time (nanoseconds, then 6 random bytes): inserts land
+    at the end of the primary-key index instead of all over it, which keeps a bucket of
+    millions of objects fast to fill."""
+    return f"{prefix}{time.time_ns():016x}{os.urandom(6).hex()}"
 
 
 def _digest(spec: ObjectSpec) -> str | None:
@@ -133,7 +141,7 @@ class LocalBucketTarget:
                         existing[spec.source_ref] = (oid, spec.fingerprint)
                     results[i] = ObjectResult(object_id=oid, created=False)
                     continue
-                oid = "obj_" + uuid.uuid4().hex[:24]
+                oid = new_id("obj_")
                 existing[spec.source_ref] = (oid, spec.fingerprint)
                 rows.append(self._row(spec, digests[i]) | {"object_id": oid, "created_at": now})
                 results[i] = ObjectResult(object_id=oid, created=True)
@@ -168,8 +176,8 @@ class LocalBucketTarget:
 
     def submit_batch(self, object_ids: list[str]) -> SubmittedBatch:
         """The local pipeline: process at once, marking the batch's objects PROCESSED."""
-        bid = "btch_" + uuid.uuid4().hex[:24]
-        task = "task_" + uuid.uuid4().hex[:24]
+        bid = new_id("btch_")
+        task = new_id("task_")
         now = utcnow()
         with self.engine.begin() as c:
             c.execute(
