@@ -55,6 +55,8 @@ KEY = "sk_bench_0123456789abcdef"
 NAMESPACE = "ns_bench"
 BUCKET = "bkt_bench"
 UPLOAD_THREADS = 8
+CONCURRENCY = int(os.environ.get("BENCH_SYNC_CONCURRENCY", "1"))
+"""sync_concurrency of the benchmarked sync (1, the default, unless the environment says)."""
 
 
 # ---------------------------------------------------------------- the double
@@ -122,7 +124,13 @@ def write_config(work: Path, url: str) -> Path:
         },
         # max_objects_per_run, batch_size, filters, mapping: all defaults.
         "syncs": [
-            {"name": SYNC_NAME, "bucket": "media", "connection_id": "src", "source_path": ""}
+            {
+                "name": SYNC_NAME,
+                "bucket": "media",
+                "connection_id": "src",
+                "source_path": "",
+                "sync_concurrency": CONCURRENCY,
+            }
         ],
     }
     cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -221,7 +229,8 @@ def install_timers() -> dict[str, list[float]]:
     """Wall-clock accumulators around the steps a pass takes (module/class attributes)."""
     from dagster import JobDefinition
 
-    from mixsync_dagster.core import engine
+    from mixsync_dagster.core import passes, segment
+    from mixsync_dagster.state import StateStore
     from mixsync_dagster.targets.mixpeek import MixpeekTarget
 
     acc: dict[str, list[float]] = {}
@@ -240,18 +249,16 @@ def install_timers() -> dict[str, list[float]]:
 
         setattr(owner, attr, timed)
 
-    wrap(engine, "plan_chunk", "scan (list and compare until work is found)")
+    wrap(passes, "scan", "scan (list and compare until work is found)")
     wrap(JobDefinition, "execute_in_process", "execute_in_process (whole Dagster run)")
-    wrap(engine, "filter_work", "  op filter_files: engine.filter_work")
-    wrap(engine, "create_objects", "  op create_objects: engine.create_objects")
-    wrap(MixpeekTarget, "put_objects", "    of which MixpeekTarget.put_objects")
-    wrap(MixpeekTarget, "_prepare", "      of which uploads (3 calls a file, 8 threads)")
-    wrap(MixpeekTarget, "_create_chunk", "      of which bulk create (objects/batch)")
-    wrap(engine, "_record_outcomes", "    of which engine._record_outcomes")
-    wrap(engine, "submit_batches", "  op submit_batches: engine.submit_batches")
-    wrap(MixpeekTarget, "submit_batch", "    of which MixpeekTarget.submit_batch (create+submit)")
-    wrap(engine, "checkpoint", "  op checkpoint: engine.checkpoint")
-    wrap(engine, "finish_pass", "engine.finish_pass")
+    wrap(segment, "run_segment", "  op sync_files: run_segment")
+    wrap(segment._Chunker, "process", "    groups of batch_size files (_Chunker.process)")
+    wrap(MixpeekTarget, "put_objects", "      of which MixpeekTarget.put_objects")
+    wrap(MixpeekTarget, "_prepare", "        of which uploads (3 calls a file, 8 threads)")
+    wrap(MixpeekTarget, "_create_chunk", "        of which bulk create (objects/batch)")
+    wrap(MixpeekTarget, "submit_batch", "      of which MixpeekTarget.submit_batch (create+submit)")
+    wrap(StateStore, "write_tracked", "      of which StateStore.write_tracked")
+    wrap(passes, "finish", "finish the pass")
     return acc
 
 
@@ -320,7 +327,8 @@ def verify(double: Double, work: Path, n: int, nbytes: int) -> dict[str, Any]:
     """The double holds every file exactly once, with its bytes, submitted; state agrees."""
     from sqlalchemy import func, select
 
-    from mixsync_dagster.state import StateStore, tracked
+    from mixsync_dagster.state import StateStore, Tracked
+    from mixsync_dagster.state.schema import tracked
 
     objs = double.get("objects")["objects"]
     docs = double.get("documents")["documents"]
@@ -334,12 +342,15 @@ def verify(double: Double, work: Path, n: int, nbytes: int) -> dict[str, Any]:
         == {b["property"]: b["details"]["hash"] for b in o["blobs"]}
     )
     store = StateStore(f"sqlite:///{work / 'state.db'}")
+    sid = store.sync_id(SYNC_NAME)
     with store.engine.connect() as c:
         unsynced = c.execute(
-            select(func.count()).where(tracked.c.sync == SYNC_NAME, tracked.c.status != "synced")
+            select(func.count()).where(
+                tracked.c.sync_id == sid, tracked.c.status != int(Tracked.SYNCED)
+            )
         ).scalar_one()
         with_ids = c.execute(
-            select(func.count(tracked.c.object_id.distinct())).where(tracked.c.sync == SYNC_NAME)
+            select(func.count(tracked.c.object_id.distinct())).where(tracked.c.sync_id == sid)
         ).scalar_one()
     got = {
         "objects": len(objs),
@@ -393,12 +404,12 @@ def section_text(n: int, info: dict[str, str], rows: list[dict[str, Any]], comma
     call_list = ", ".join(f"{k} {v:,}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]))
     b = {k.strip(): v["seconds"] for k, v in p1["breakdown"].items()}
     run = b["execute_in_process (whole Dagster run)"]
-    ops = sum(v for k, v in b.items() if k.startswith("op "))
+    ops = b["op sync_files: run_segment"]
     put = b["of which MixpeekTarget.put_objects"]
     ups = b["of which uploads (3 calls a file, 8 threads)"]
     bulk = b["of which bulk create (objects/batch)"]
-    sub = b["op submit_batches: engine.submit_batches"]
-    rec = b["of which engine._record_outcomes"]
+    sub = b["of which MixpeekTarget.submit_batch (create+submit)"]
+    rec = b["of which StateStore.write_tracked"]
     plan = b["scan (list and compare until work is found)"]
     mi = ", ".join(f"{k} {v}" for k, v in info.items())
     return "\n".join(
@@ -408,7 +419,8 @@ def section_text(n: int, info: dict[str, str], rows: list[dict[str, Any]], comma
             f"`{command}` — {n:,} files of 20-200 bytes ({FILES_PER_FOLDER} per folder, three "
             "levels; .txt/.json/.csv/.md/.jpg), local provider → `target: mixpeek` pointed at "
             "the API double (`tests/fake_mixpeek.py`, Python ThreadingHTTPServer, in its own "
-            "process). syncs.yaml defaults (max_objects_per_run 5000, batch_size 50), SQLite "
+            "process). syncs.yaml defaults (max_objects_per_run 100,000, batch_size 50) but "
+            f"sync_concurrency {CONCURRENCY}, SQLite "
             "state. Each phase runs in a fresh subprocess; pass times are the `mixsync sync` "
             "command alone (CliRunner, imports excluded). The double checks every request and "
             "answer with the vendor SDK's models (issue 9). Every local file goes through the "

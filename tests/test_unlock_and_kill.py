@@ -136,12 +136,17 @@ def test_sigkill_at_random_points_never_duplicates_or_loses(tmp_path):
     assert mixsync(cfg, env, "sync", "s1").returncode == 0
     full = time.monotonic() - t0
     assert_exactly_once(url, 2000)
-    killed_mid_run = partial = 0
-    for trial in range(20):
+    killed_mid_run = partial = trials = 0
+    # 20 trials, plus more (up to 40) until 15 kills have landed while the pass ran: on a
+    # shared machine one pass can take half as long as the reference did.
+    for trial in range(40):
+        if trial >= 20 and killed_mid_run >= 15:
+            break
+        trials += 1
         cfg, url = trial_config(tmp_path / f"t{trial}", src)
         env = home(tmp_path / f"t{trial}")
         proc = start_sync(cfg, env)
-        time.sleep(rng.uniform(0.2, 0.95) * full)
+        time.sleep(rng.uniform(0.1, 0.9) * full)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed_mid_run += 1
@@ -156,6 +161,6 @@ def test_sigkill_at_random_points_never_duplicates_or_loses(tmp_path):
         assert out.returncode == 0, f"trial {trial}: {out.stdout}{out.stderr}"
         assert_exactly_once(url, 2000)
         StateStore(url).engine.dispose()
-    print(f"KILLS mid-run={killed_mid_run} partial={partial} full={full:.1f}s")
+    print(f"KILLS mid-run={killed_mid_run}/{trials} partial={partial} full={full:.1f}s")
     assert killed_mid_run >= 15, killed_mid_run  # the kills really interrupted the pass
     assert partial >= 3, partial  # and several landed in the middle of object creation
