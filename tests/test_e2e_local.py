@@ -355,3 +355,24 @@ def test_run_launched_by_hand_before_any_tick(tmp_path, src, state_url, instance
     # The sensor's next tick sees the pass done and nothing due.
     reqs, skip = d.tick("s1")
     assert reqs == [] and "next pass in" in (skip or "")
+
+
+def test_sync_concurrency_works_on_groups_at_once(tmp_path, src, state_url, instance):
+    make_files(src, 230)
+    make_files(src, 70, "sub")
+    cfg = write_config(
+        tmp_path / "syncs.yaml",
+        root=src,
+        state_url=state_url,
+        syncs=[{"name": "s1", "batch_size": 7, "sync_concurrency": 4}],
+    )
+    d = Driver(cfg, instance)
+    assert d.run_pass("s1") == 1
+    objs = objects(state_url)
+    assert len(objs) == len({o["source_key"] for o in objs}) == 300
+    assert {o["status"] for o in objs} == {"PROCESSED"}
+    store = StateStore(state_url)
+    assert store.tracked_counts(store.sync_id("s1")) == {"synced": 300}
+    p = d.pass_row("s1")
+    assert (p.listed, p.synced) == (300, 300)
+    assert store.get_sync("s1")["total_files_synced"] == 300
