@@ -41,6 +41,7 @@ sys.path.insert(0, str(HERE))
 
 from benchlib import (  # noqa: E402  (a sibling script, not a package)
     FILES_PER_FOLDER,
+    add_timer,
     machine_info,
     make_tree,
     peak_rss_mb,
@@ -236,18 +237,7 @@ def install_timers() -> dict[str, list[float]]:
     acc: dict[str, list[float]] = {}
 
     def wrap(owner: Any, attr: str, label: str) -> None:
-        fn = getattr(owner, attr)
-        slot = acc.setdefault(label, [0.0, 0])
-
-        def timed(*a: Any, **kw: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                slot[0] += time.perf_counter() - t
-                slot[1] += 1
-
-        setattr(owner, attr, timed)
+        add_timer(acc, owner, attr, label)
 
     wrap(passes, "scan", "scan (list and compare until work is found)")
     wrap(JobDefinition, "execute_in_process", "execute_in_process (whole Dagster run)")

@@ -125,6 +125,23 @@ def machine_line(m: dict[str, str]) -> str:
     return "Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()) + "."
 
 
+def add_timer(acc: dict[str, list[float]], owner: Any, attr: str, label: str) -> None:
+    """Replace `owner.attr` with a wrapper that adds its wall-clock time and calls to
+    acc[label] (a module or class attribute, so callers that look it up get the wrapper)."""
+    fn = getattr(owner, attr)
+    slot = acc.setdefault(label, [0.0, 0])
+
+    def timed(*a: Any, **kw: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            slot[0] += time.perf_counter() - t
+            slot[1] += 1
+
+    setattr(owner, attr, timed)
+
+
 def install_timers() -> dict[str, list[float]]:
     """Wrap the engine steps of a pass (class and module attributes, so the wrappers are what
     gets called) with wall-clock accumulators: where a pass spends its time, unprofiled.
@@ -138,18 +155,7 @@ def install_timers() -> dict[str, list[float]]:
     acc: dict[str, list[float]] = {}
 
     def wrap(owner: Any, attr: str, label: str) -> None:
-        fn = getattr(owner, attr)
-        slot = acc.setdefault(label, [0.0, 0])
-
-        def timed(*a: Any, **kw: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                slot[0] += time.perf_counter() - t
-                slot[1] += 1
-
-        setattr(owner, attr, timed)
+        add_timer(acc, owner, attr, label)
 
     wrap(passes, "scan", "scan (list and compare until work is found)")
     wrap(StateStore, "lookup", "  StateStore.lookup (scan and runs)")
@@ -168,22 +174,8 @@ def install_s3_timers(acc: dict[str, list[float]]) -> None:
     client creation."""
     from mixsync_dagster.providers import s3
 
-    for owner, attr, label in (
-        (s3.S3Provider, "blob_url", "S3Provider.blob_url (presign)"),
-        (s3, "make_client", "S3 client creation"),
-    ):
-        fn = getattr(owner, attr)
-        slot = acc.setdefault(label, [0.0, 0])
-
-        def timed(*a: Any, _fn: Any = fn, _slot: list[float] = slot, **kw: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return _fn(*a, **kw)
-            finally:
-                _slot[0] += time.perf_counter() - t
-                _slot[1] += 1
-
-        setattr(owner, attr, timed)
+    add_timer(acc, s3.S3Provider, "blob_url", "S3Provider.blob_url (presign)")
+    add_timer(acc, s3, "make_client", "S3 client creation")
 
 
 def cli_pass(work: Path, label: str, sync: str, *, s3: bool = False) -> dict[str, Any]:
