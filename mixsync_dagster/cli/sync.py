@@ -140,6 +140,9 @@ def sync(obj: Ctx, name: str, wait: bool) -> None:
         )
         sys.exit(EXIT_SIGNAL_BASE + e.signum)
     finally:
+        from mixsync_dagster.core import prefetch
+
+        prefetch.discard()
         dag.close()
     took = time.monotonic() - t0
     click.echo(
@@ -157,7 +160,7 @@ def sync(obj: Ctx, name: str, wait: bool) -> None:
 
 def _run_pass(rt: Any, me: str, claim: Any, dag: _Dagster) -> tuple[Any, ...]:
     """Scan, run what needs running, finish. Returns (claim, totals, samples, runs, status)."""
-    from mixsync_dagster.core import passes, stop
+    from mixsync_dagster.core import passes, prefetch, stop
     from mixsync_dagster.core.owners import process_id
 
     name = rt.name
@@ -168,7 +171,9 @@ def _run_pass(rt: Any, me: str, claim: Any, dag: _Dagster) -> tuple[Any, ...]:
         if stop.requested():
             raise Interrupted(stop.signal_number() or signal.SIGINT)
         try:
-            found = passes.scan(rt, claim, budget_seconds=None)
+            # A run in this process comes next if there is work: the scan leaves it the
+            # listing, which goes on while Dagster loads.
+            found = passes.scan(rt, claim, budget_seconds=None, hand_over=True)
         except MixsyncError as e:
             _counted, st = passes.fail_attempt(rt, claim.pass_uid, e)
             _fail(f"{name}: listing failed: {e} (status {st})")
@@ -194,6 +199,7 @@ def _run_pass(rt: Any, me: str, claim: Any, dag: _Dagster) -> tuple[Any, ...]:
             tags={SYNC_TAG: name, PASS_TAG: plan.pass_uid, WORKER_TAG: process_id()},
         )
         runs += 1
+        prefetch.discard()  # a listing the run did not take (it should have) stops here
         if not result.success:
             err = rt.store.get_sync(name)["last_error"] or "see the run in the Dagster UI"
             _fail(f"{name}: run {result.run_id} failed: {err}")

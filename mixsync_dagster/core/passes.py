@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from mixsync_dagster.core import prefetch
 from mixsync_dagster.core.classify import listing_prefix
 from mixsync_dagster.core.owners import Liveness, describe
-from mixsync_dagster.core.prefetch import prefetched
+from mixsync_dagster.core.prefetch import Prefetcher
 from mixsync_dagster.core.records import Skipped, utcnow
 from mixsync_dagster.core.runtime import SyncRuntime
 from mixsync_dagster.core.segment import PAGE_SIZE, SAMPLES, needs_work
@@ -123,10 +124,19 @@ most a second of re-listing, and a long unchanged listing is not a commit per pa
 SCAN_COMMIT_PAGES = 20
 
 
-def scan(rt: SyncRuntime, claim: Claim, *, budget_seconds: float | None) -> ScanResult:
+HANDOFF_DEPTH = 16
+"""Pages a scan that hands its listing over may read ahead while the run is being set up."""
+
+
+def scan(
+    rt: SyncRuntime, claim: Claim, *, budget_seconds: float | None, hand_over: bool = False
+) -> ScanResult:
     """List from the pass's position, moving it past pages where nothing needs doing, until a
     page needs work (the position stays before it, for the run), the listing ends, or the
-    budget is spent. The next page is fetched while this one is compared."""
+    budget is spent. The next page is fetched while this one is compared.
+
+    With `hand_over` (a run in this same process comes next), a listing that found work keeps
+    going in the background, up to HANDOFF_DEPTH pages, for the run to take over."""
     store = rt.store
     p = store.get_pass(rt.sync_id)
     assert p is not None
@@ -150,10 +160,26 @@ def scan(rt: SyncRuntime, claim: Claim, *, budget_seconds: float | None) -> Scan
     pages = rt.provider.list_pages(
         rt.sync.source_path, p.position, PAGE_SIZE, listing_prefix(rt.sync)
     )
-    with prefetched(pages) as ahead:
+    source = Prefetcher(pages, HANDOFF_DEPTH if hand_over else 1)
+    kept = False
+    try:
+        ahead = iter(source)
         for page in ahead:
             if needs_work(rt, page, utcnow()):
                 commit()
+                if hand_over:
+                    prefetch.hand_over(
+                        prefetch.Handoff(
+                            rt.sync_id,
+                            p.pass_uid,
+                            pending["position"],
+                            PAGE_SIZE,
+                            page,
+                            ahead,
+                            source,
+                        )
+                    )
+                    kept = True
                 return ScanResult(listed, True, False, skipped)
             listed += len(page.items)
             skipped.extend(page.skipped[: max(0, SAMPLES - len(skipped))])
@@ -175,8 +201,11 @@ def scan(rt: SyncRuntime, claim: Claim, *, budget_seconds: float | None) -> Scan
                 return ScanResult(listed, False, True, skipped)
             if spent:
                 return ScanResult(listed, False, False, skipped)
-    commit()
-    return ScanResult(listed, False, True, skipped)
+        commit()
+        return ScanResult(listed, False, True, skipped)
+    finally:
+        if not kept:
+            source.close()
 
 
 def reconcile_pending(rt: SyncRuntime, claim: Claim) -> int:

@@ -7,12 +7,14 @@ took the pass over, the next commit raises PassLost and nothing more is written.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from mixsync_dagster.core import prefetch
 from mixsync_dagster.core.classify import (
     MAX_ATTEMPTS,
     Action,
@@ -131,10 +133,16 @@ def run_segment(
     handled = 0
     stopped: str | None = None
     done = False
+    # Pages no larger than the run's cap: a run ends at a page boundary (positions are the
+    # provider's), so it overshoots max_files by less than a page.
+    page_size = min(PAGE_SIZE, max_files)
     try:
-        # Pages no larger than the run's cap: a run ends at a page boundary (positions are the
-        # provider's), so it overshoots max_files by less than a page.
-        with prefetched(list_from(rt, p.position, min(PAGE_SIZE, max_files))) as pages:
+        with contextlib.ExitStack() as stack:
+            pages = prefetch.take_over(rt.sync_id, p.pass_uid, p.position, page_size)
+            if pages is None:
+                pages = stack.enter_context(prefetched(list_from(rt, p.position, page_size)))
+            else:
+                stack.callback(pages.close)
             for page in pages:
                 now = utcnow()
                 work = needs_work(rt, page, now)
