@@ -12,16 +12,17 @@ up; a permanent one (refused credentials, a missing source) gives the pass up at
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from mixsync_dagster.core.classify import listing_prefix
 from mixsync_dagster.core.owners import Liveness, describe
-from mixsync_dagster.core.records import Skipped, utcnow
+from mixsync_dagster.core.records import FileItem, Skipped, utcnow
 from mixsync_dagster.core.runtime import SyncRuntime
 from mixsync_dagster.core.segment import PAGE_SIZE, SAMPLES, needs_work
-from mixsync_dagster.errors import AuthError, MixsyncError, TransientError
-from mixsync_dagster.state import Claim, PassRow
+from mixsync_dagster.errors import AuthError, MixsyncError, ProviderError, TransientError
+from mixsync_dagster.state import Claim, PassRow, Tracked, TrackedRow
 
 TICK_LISTING_BUDGET_SECONDS = 20.0
 """How long one sensor tick may list: well inside Dagster's 60 s evaluation limit."""
@@ -55,6 +56,8 @@ class ScanResult:
     found_work: bool
     listing_done: bool
     skipped: list[Skipped]
+    excluded: int = 0
+    """Files listed (and passed over) that the filters had excluded before and still do."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,10 @@ def is_due(rt: SyncRuntime, p: PassRow | None, now: datetime) -> tuple[bool, dat
     if rt.sync.sync_mode == "initial_only":
         return p.state == "given_up", None
     due_at = p.started_at + timedelta(seconds=rt.sync.polling_interval_seconds)
-    slack = timedelta(seconds=min(5.0, tick_interval(rt.sync.polling_interval_seconds) / 2))
+    # A pass starts a moment after its tick does (the tick sweeps runs and reads state first),
+    # so the tick one interval later comes a moment *before* the due time. Without slack that
+    # tick skips and the pass waits a whole tick (a 30 s sync polling every 60 s).
+    slack = timedelta(seconds=tick_interval(rt.sync.polling_interval_seconds) / 2)
     return now + slack >= due_at, due_at
 
 
@@ -124,8 +130,21 @@ def scan(rt: SyncRuntime, claim: Claim, *, budget_seconds: float | None) -> Scan
     assert p is not None
     if p.listing_done:
         return ScanResult(0, False, True, [])
+    try:
+        result = _scan_pages(rt, claim, p, budget_seconds)
+    except ProviderError as e:
+        store.note_listing(rt.sync_id, f"{type(e).__name__}: {e}")
+        raise
+    store.note_listing(rt.sync_id, None)
+    return result
+
+
+def _scan_pages(
+    rt: SyncRuntime, claim: Claim, p: PassRow, budget_seconds: float | None
+) -> ScanResult:
+    store = rt.store
     started = time.monotonic()
-    listed = 0
+    listed = excluded = 0
     skipped: list[Skipped] = []
     pages = rt.provider.list_pages(
         rt.sync.source_path, p.position, PAGE_SIZE, listing_prefix(rt.sync)
@@ -134,20 +153,36 @@ def scan(rt: SyncRuntime, claim: Claim, *, budget_seconds: float | None) -> Scan
         for page in pages:
             known = store.lookup(rt.sync_id, [i.key for i in page.items])
             if needs_work(rt, page, known, utcnow()):
-                return ScanResult(listed, True, False, skipped)
+                return ScanResult(listed, True, False, skipped, excluded)
             listed += len(page.items)
             skipped.extend(page.skipped[: max(0, SAMPLES - len(skipped))])
             seen = [i.key for i in page.items] if p.stamps_seen else []
-            store.advance(claim, page.next_position, seen=seen, listed=len(page.items))
+            before = already_excluded(page.items, known)
+            excluded += before
+            store.advance(
+                claim, page.next_position, seen=seen, listed=len(page.items), excluded=before
+            )
             if page.next_position is None:
-                return ScanResult(listed, False, True, skipped)
+                return ScanResult(listed, False, True, skipped, excluded)
             if budget_seconds is not None and time.monotonic() - started > budget_seconds:
-                return ScanResult(listed, False, False, skipped)
+                return ScanResult(listed, False, False, skipped, excluded)
     finally:
         close = getattr(pages, "close", None)
         if close is not None:
             close()
-    return ScanResult(listed, False, True, skipped)
+    return ScanResult(listed, False, True, skipped, excluded)
+
+
+def already_excluded(items: Sequence[FileItem], known: dict[str, TrackedRow]) -> int:
+    """Files of a page with nothing to do that the filters excluded before (and still do).
+
+    A pass counts every file its filters exclude, judged now or earlier, so its `excluded`
+    matches what `mixsync preview` lists for the same state."""
+    n = 0
+    for item in items:
+        row = known.get(item.key)
+        n += row is not None and row.status is Tracked.EXCLUDED
+    return n
 
 
 def reconcile_pending(rt: SyncRuntime, claim: Claim) -> int:
@@ -238,12 +273,7 @@ def tick(
     status = row["status"]
     p = rt.store.get_pass(rt.sync_id)
     if status == "SUSPENDED":
-        return TickOutcome(
-            f"SUSPENDED after {row['consecutive_failures']} failed passes: {row['last_error']}; "
-            f"`mixsync resume {rt.name}` clears it"
-        )
-    if status == "PAUSED":
-        return TickOutcome(f"paused; `mixsync resume {rt.name}` continues from the position")
+        return TickOutcome(suspended_message(rt.name, row))
     if in_flight:
         progress = f"; pass {p.pass_no}: listed {p.listed}, synced {p.synced} so far" if p else ""
         return TickOutcome(f"run {in_flight} is in flight{progress}")
@@ -260,9 +290,14 @@ def tick(
         if status == "COMPLETED" and not triggered:
             return TickOutcome("one-time sync COMPLETED; `mixsync trigger` runs it again")
         if not (due or triggered):
-            wait = int((due_at - now).total_seconds()) + 1 if due_at else 0
+            wait = max(0, int((due_at - now).total_seconds())) if due_at else 0
             when = due_at.isoformat(timespec="seconds") if due_at else "-"
-            last = f"; last pass {p.pass_no}: listed {p.listed}, synced {p.synced}" if p else ""
+            last = (
+                f"; last pass {p.pass_no}: listed {p.listed}, {p.synced} synced, "
+                f"{p.excluded} excluded, {p.failed} failed"
+                if p
+                else ""
+            )
             return TickOutcome(f"next pass in {wait} s (at {when}){last}")
         start_new = True
     got = acquire(rt, me, alive=alive, start_new=start_new)
@@ -278,14 +313,14 @@ def tick(
     if found.found_work:
         plan = request_run(rt, claim)
         return TickOutcome(
-            f"pass {claim.pass_no}: listed {found.listed}{skipped}, then found files to sync; "
-            f"run #{plan.seq} carries the pass on",
+            f"pass {claim.pass_no}: listed {found.listed} unchanged{skipped}, then new or "
+            f"changed files; run #{plan.seq} syncs them",
             run=plan,
         )
     if not found.listing_done:
         return TickOutcome(
-            f"pass {claim.pass_no}: listed {found.listed}{skipped} this tick, nothing to sync "
-            "yet; the next tick continues"
+            f"pass {claim.pass_no}: listed {found.listed}{skipped} this tick, 0 new; the next "
+            "tick continues the listing"
         )
     if reconcile_pending(rt, claim):
         plan = request_run(rt, claim)
@@ -295,8 +330,23 @@ def tick(
         )
     p2 = rt.store.get_pass(rt.sync_id)
     total = p2.listed if p2 else found.listed
+    excluded = f" ({p2.excluded} excluded)" if p2 and p2.excluded else ""
     new_status = finish(rt, claim)
+    nxt = (
+        f"; next pass in {rt.sync.polling_interval_seconds} s"
+        if rt.sync.sync_mode == "continuous"
+        else ""
+    )
     return TickOutcome(
-        f"pass {claim.pass_no} done: listed {total}{skipped}, 0 to sync; status {new_status}",
+        f"pass {claim.pass_no} done: listed {total}, 0 new{excluded}{skipped}; status "
+        f"{new_status}{nxt}",
         finished=new_status,
+    )
+
+
+def suspended_message(name: str, row: dict[str, object]) -> str:
+    """Why a suspended sync does nothing, and how to bring it back."""
+    return (
+        f"SUSPENDED after {row['consecutive_failures']} failed passes in a row: "
+        f"{row['last_error']}; `mixsync resume {name}` (or starting the sensor) clears it"
     )

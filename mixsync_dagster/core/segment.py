@@ -141,12 +141,23 @@ def run_segment(
                 else:
                     futures: list[Future[Tally]] = [pool.submit(chunker.process, g) for g in groups]
                     parts = [f.result() for f in futures]
-                page_tally = Tally(listed=len(page.items), skipped=len(page.skipped))
+                # Files excluded earlier and unchanged count too: a pass's `excluded` is every
+                # file its filters exclude, as `mixsync preview` lists them.
+                before = sum(
+                    1
+                    for i in page.items
+                    if i.key not in busy
+                    and (row := known.get(i.key)) is not None
+                    and row.status is Tracked.EXCLUDED
+                )
+                page_tally = Tally(
+                    listed=len(page.items), skipped=len(page.skipped), excluded=before
+                )
                 page_tally.skipped_samples = [(s.key, s.reason) for s in page.skipped[:SAMPLES]]
                 for part in parts:
                     page_tally.add(part)
                 seen = [i.key for i in page.items if i.key not in busy] if p.stamps_seen else []
-                chunker.commit_page(page.next_position, page_tally, seen)
+                chunker.commit_page(page.next_position, page_tally, seen, excluded=before)
                 total.add(page_tally)
                 handled += len(work)
                 if progress is not None:
@@ -325,11 +336,15 @@ class _Chunker:
             error[:1000],
         )
 
-    def commit_page(self, position: str | None, tally: Tally, seen: list[str]) -> None:
-        """The page is done: move the pass's position past it (and stamp what was seen)."""
+    def commit_page(
+        self, position: str | None, tally: Tally, seen: list[str], excluded: int = 0
+    ) -> None:
+        """The page is done: move the pass's position past it (and stamp what was seen);
+        `excluded`: its files excluded earlier and unchanged (the groups counted the rest)."""
         self.rt.store.advance(
             self.claim,
             position,
             seen=seen if self.last_seen is not None else [],
             listed=tally.listed,
+            excluded=excluded,
         )
