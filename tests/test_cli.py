@@ -86,6 +86,11 @@ def test_validate_sync_status_objects_json(setup):
     assert by_key["clip_0.mp4"]["status"] == "PROCESSED"
     assert by_key["notes/a b.txt"]["fields"] == {"file_name": "a b.txt"}
     assert by_key["notes/a b.txt"]["size_bytes"] == 5
+    # Every time the CLI prints carries its zone (SQLite hands back naive UTC times).
+    for o in objs["objects"]:
+        assert o["created_at"].endswith("+00:00") and o["updated_at"].endswith("+00:00")
+    assert rec["next_sync_at"].endswith("+00:00") and rec["pass"]["started_at"].endswith("+00:00")
+    assert rec["last_listing_at"].endswith("+00:00")
 
     # The run is recorded in the Dagster instance the UI reads.
     from dagster import DagsterInstance

@@ -66,6 +66,11 @@ class PassProgress:
     ) -> None:
         if self._progress is not None:
             self._progress.stop()
+            return
+        # Plain lines end with where the pass got to, unless the last line said it already.
+        p = self.read()
+        if p is not None and p.listed != self.last_line_listed:
+            self._print(self.text(p), p.listed)
 
     def text(self, p: PassRow) -> str:
         """One line: listed, synced, excluded, failed, rate, elapsed."""
@@ -93,6 +98,9 @@ class PassProgress:
             return
         crossed = p.listed // PLAIN_EVERY_FILES > self.last_line_listed // PLAIN_EVERY_FILES
         if crossed or now - self.last_line_at >= PLAIN_EVERY_SECONDS:
-            self.console.print(line, highlight=False, soft_wrap=True)
-            self.last_line_at = now
-            self.last_line_listed = p.listed
+            self._print(line, p.listed)
+
+    def _print(self, line: str, listed: int) -> None:
+        self.console.print(line, highlight=False, soft_wrap=True)
+        self.last_line_at = time.monotonic()
+        self.last_line_listed = listed
