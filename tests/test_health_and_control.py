@@ -253,3 +253,34 @@ def _done_pass(started_at: datetime) -> PassRow:
         deleted=0,
         bytes=0,
     )
+
+
+def test_observe_records_the_metrics_and_checks_on_demand(tmp_path, src, state_url, instance):
+    """ "Observe" on the asset page runs the sync's health job: metrics and the five checks,
+    read from the state store, without touching a pass."""
+    (src / "a.txt").write_text("a")
+    cfg = write_config(
+        tmp_path / "syncs.yaml",
+        root=src,
+        state_url=state_url,
+        syncs=[{"name": "s1", "schema_mapping": REQUIRED_TITLE}],
+    )
+    d = Driver(cfg, instance)
+    d.run_pass("s1")
+    before = d.pass_row("s1")
+    job = d.defs.resolve_job_def("mixsync_s1_health")
+    result = job.execute_in_process(instance=instance)
+    assert result.success
+    (obs,) = [
+        e.event_specific_data.asset_observation  # type: ignore[union-attr]
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
+    assert obs.metadata["dlq_size"].value == 1 and obs.metadata["pass_no"].value == 1
+    evaluations = {
+        e.event_specific_data.check_name: e.event_specific_data.passed  # type: ignore[union-attr]
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert evaluations == dict.fromkeys(CHECK_NAMES, True) | {"dlq_empty": False}
+    assert d.pass_row("s1") == before  # read only

@@ -236,9 +236,7 @@ def trigger(obj: Ctx, name: str) -> None:
         sensor = control.view(instance, name)
     refusal = not_running_message(name, rt.store.get_sync(name), sensor)
     if refusal:
-        _fail(
-            f"{refusal} Nothing would start a triggered pass; `mixsync sync {name}` runs one now."
-        )
+        _fail(f"{refusal} Nothing would start a triggered pass.")
     rt.store.request_trigger(name)
     click.echo(
         f"{name}: pass requested; sensor {sensor.name} (RUNNING) starts it at its next tick "

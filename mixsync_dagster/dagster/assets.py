@@ -58,8 +58,8 @@ def asset_spec(sync: SyncConfig) -> AssetSpec:
     return AssetSpec(
         key=asset_key_for(name),
         description=(
-            f"Objects synced by **{name}** from `{sync.connection_id}:{sync.source_path}` into "
-            f"bucket `{sync.bucket}`.\n\n"
+            f"Objects synced by {name} from {sync.connection_id}:{sync.source_path} into "
+            f"bucket {sync.bucket}.\n\n"
             f"Driven by the sensor [{sensor_name(name)}]({sensor_path(name)}), which polls "
             f"every {sync.polling_interval_seconds} s: stopping it pauses the sync, starting it "
             f"resumes it (`mixsync pause` / `mixsync resume` do the same).\n\n"

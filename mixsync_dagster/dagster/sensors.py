@@ -115,10 +115,7 @@ def _keep_in_step(
     name = rt.name
     sensor = control.view(instance, name)
     row = rt.store.get_sync(name)
-    how = (
-        f"`mixsync resume {name}` or start the sensor in the UI; `mixsync sync {name}` runs a "
-        "pass now"
-    )
+    how = f"`mixsync resume {name}` or the sensor's toggle in the UI resumes it"
     if row["status"] == "SUSPENDED":
         at = as_utc(row["paused_at"]) if row["paused_at"] else None
         if not sensor.running:
