@@ -215,6 +215,75 @@ class DagsterServers:
         assert data["__typename"] == "StopSensorMutationResult", data
         return str(data["instigationState"]["status"])
 
+    def start_sensor(self, location: str, name: str) -> str:
+        """What the UI's toggle does to a stopped sensor (the startSensor mutation)."""
+        query = """
+        mutation($sel: SensorSelector!) { startSensor(sensorSelector: $sel) {
+            __typename ... on Sensor { sensorState { status } }
+            ... on PythonError { message }
+        } }
+        """
+        sel = {
+            "repositoryLocationName": location,
+            "repositoryName": "__repository__",
+            "sensorName": name,
+        }
+        data = self.graphql(query, {"sel": sel})["startSensor"]
+        assert data["__typename"] == "Sensor", data
+        return str(data["sensorState"]["status"])
+
+    def sensor_ticks(self, location: str, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The sensor's latest ticks (newest first): status, skip reason, error, runs."""
+        query = """
+        query($sel: SensorSelector!, $limit: Int) { sensorOrError(sensorSelector: $sel) {
+            __typename ... on Sensor { sensorState { ticks(limit: $limit) {
+                status skipReason runIds cursor error { message }
+            } } }
+        } }
+        """
+        sel = {
+            "repositoryLocationName": location,
+            "repositoryName": "__repository__",
+            "sensorName": name,
+        }
+        data = self.graphql(query, {"sel": sel, "limit": limit})["sensorOrError"]
+        assert data["__typename"] == "Sensor", data
+        return list(data["sensorState"]["ticks"])
+
+    def asset_node(self, path: list[str]) -> dict[str, Any]:
+        """What the asset page shows: description, automations, checks and their latest result."""
+        query = """
+        query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) {
+            __typename ... on AssetNode {
+                description
+                targetingInstigators { __typename ... on Sensor { name } }
+                assetChecksOrError { __typename ... on AssetChecks { checks {
+                    name description
+                    executionForLatestMaterialization { status evaluation {
+                        success severity description
+                    } }
+                } } }
+            }
+        } }
+        """
+        data = self.graphql(query, {"key": {"path": path}})["assetNodeOrError"]
+        assert data["__typename"] == "AssetNode", data
+        return dict(data)
+
+    def observations(self, path: list[str], limit: int = 200) -> list[dict[str, Any]]:
+        """The asset's observations (newest first) with their numeric metadata."""
+        query = """
+        query($key: AssetKeyInput!, $limit: Int) { assetOrError(assetKey: $key) {
+            __typename ... on Asset { assetObservations(limit: $limit) {
+                timestamp runId description
+                metadataEntries { label ... on IntMetadataEntry { intValue } }
+            } }
+        } }
+        """
+        data = self.graphql(query, {"key": {"path": path}, "limit": limit})["assetOrError"]
+        assert data["__typename"] == "Asset", data
+        return list(data["assetObservations"])
+
     def runs(self) -> list[dict[str, Any]]:
         query = """
         { runsOrError { __typename ... on Runs { results {

@@ -66,6 +66,10 @@ class Driver:
         ) as ctx:
             data = sensor.evaluate_tick(ctx)
         self.cursors[sync] = data.cursor
+        # The daemon records a tick's asset events (observations, check results) in the
+        # instance outside any run; so does this stand-in.
+        for event in data.asset_events:
+            self.instance.report_runless_asset_event(event)
         return list(data.run_requests or []), data.skip_message
 
     def execute(self, sync: str, request: Any, *, raise_on_error: bool = True) -> Any:

@@ -86,6 +86,11 @@ def test_validate_sync_status_objects_json(setup):
     assert by_key["clip_0.mp4"]["status"] == "PROCESSED"
     assert by_key["notes/a b.txt"]["fields"] == {"file_name": "a b.txt"}
     assert by_key["notes/a b.txt"]["size_bytes"] == 5
+    # Every time the CLI prints carries its zone (SQLite hands back naive UTC times).
+    for o in objs["objects"]:
+        assert o["created_at"].endswith("+00:00") and o["updated_at"].endswith("+00:00")
+    assert rec["next_sync_at"].endswith("+00:00") and rec["pass"]["started_at"].endswith("+00:00")
+    assert rec["last_listing_at"].endswith("+00:00")
 
     # The run is recorded in the Dagster instance the UI reads.
     from dagster import DagsterInstance
@@ -100,19 +105,23 @@ def test_validate_sync_status_objects_json(setup):
     assert "runs 0" in out.stdout and "synced 0" in out.stdout
 
 
-def test_pause_blocks_sync_and_resume_allows_it(setup):
+def test_pause_blocks_the_sensor_not_a_pass_asked_for_by_hand(setup):
     cfg, env = setup
+
+    def status() -> str:
+        out = mixsync("-c", str(cfg), "status", "clips", "--json", env=env)
+        return json.loads(out.stdout)["syncs"][0]["status"]
+
     assert mixsync("-c", str(cfg), "pause", "clips", env=env).returncode == 0
+    out = mixsync("-c", str(cfg), "trigger", "clips", env=env)
+    assert out.returncode == 1 and "mixsync resume clips" in out.stderr
+    # `sync` runs the one pass asked for, says the sync is paused, and keeps it paused.
     out = mixsync("-c", str(cfg), "sync", "clips", env=env)
-    assert out.returncode == 1 and "resume" in out.stderr
-    assert (
-        json.loads(mixsync("-c", str(cfg), "status", "clips", "--json", env=env).stdout)["syncs"][
-            0
-        ]["status"]
-        == "PAUSED"
-    )
+    assert out.returncode == 0 and "clips is paused" in out.stderr, out.stderr
+    assert "synced 4" in out.stdout
+    assert status() == "PAUSED"
     assert mixsync("-c", str(cfg), "resume", "clips", env=env).returncode == 0
-    assert mixsync("-c", str(cfg), "sync", "clips", env=env).returncode == 0
+    assert status() == "ACTIVE"
 
 
 def test_config_path_from_env_and_errors_exit_2(setup, tmp_path):

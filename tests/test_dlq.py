@@ -63,7 +63,9 @@ def test_backoff_delays_the_retry(tmp_path, src, state_url, instance):
     assert d.run_pass("s1") == 1
     assert d.run_pass("s1") == 0  # not due for an hour: no run
     (row,) = dlq_json(cfg)["files"]
-    assert row["attempts"] == 1 and row["next_attempt_at"] is not None
+    assert row["attempts"] == 1 and row["next_attempt_at"].endswith("+00:00")
+    text = CliRunner().invoke(main, ["-c", str(cfg), "dlq", "list", "s1"]).output
+    assert f"next attempt {row['next_attempt_at']}" in text  # the text names the zone too
     rt = d.defs.resources["mixsync"].runtime("s1")
     (p,) = list(preview(rt, PreviewTotals()))
     assert p.verdict == "retry_later" and "next attempt at" in (p.reason or "")

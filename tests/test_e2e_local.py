@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
+from mixsync_dagster.dagster import control
 from mixsync_dagster.state import StateStore
 from tests.harness import Driver, objects, write_config
 
@@ -162,14 +164,27 @@ def test_pause_resume_and_trigger(tmp_path, src, state_url, instance):
     d = Driver(cfg, instance)
     runner = CliRunner()
     assert runner.invoke(main, ["-c", str(cfg), "pause", "s1"]).exit_code == 0
-    reqs, skip = d.tick("s1")
-    assert reqs == [] and "paused" in (skip or "")
-    assert StateStore(state_url).get_sync("s1")["status"] == "PAUSED"
+    # The switch is the sensor's state in the Dagster instance; the store keeps no PAUSED.
+    assert control.view(instance, "s1").status == "STOPPED"
+    assert StateStore(state_url).get_sync("s1")["status"] == "PENDING"
+    reqs, skip = d.tick("s1")  # evaluated by hand, as the UI's "Test sensor" does
+    assert reqs == [] and "paused by `mixsync pause`" in (skip or "")
+    out = runner.invoke(main, ["-c", str(cfg), "status", "s1", "--json"])
+    (rec,) = json.loads(out.output)["syncs"]
+    assert (rec["status"], rec["sensor"]["status"]) == ("PAUSED", "STOPPED")
+    assert rec["next_sync_at"] is None and "`mixsync pause`" in rec["paused_by"]
     res = runner.invoke(main, ["-c", str(cfg), "trigger", "s1"])
-    assert res.exit_code == 1 and "resume" in res.output
-    assert runner.invoke(main, ["-c", str(cfg), "resume", "s1"]).exit_code == 0
-    d.run_pass("s1")
+    assert res.exit_code == 1
+    assert "sensor mixsync_s1 is STOPPED" in res.output and "mixsync resume s1" in res.output
+    # `sync` is a pass asked for by hand: it runs, says the sync is paused, and the sensor
+    # stays stopped.
+    res = runner.invoke(main, ["-c", str(cfg), "sync", "s1"])
+    assert res.exit_code == 0 and "s1 is paused" in res.output, res.output
     assert len(objects(state_url)) == 2
+    assert control.view(instance, "s1").status == "STOPPED"
+    assert runner.invoke(main, ["-c", str(cfg), "resume", "s1"]).exit_code == 0
+    assert control.view(instance, "s1").status == "RUNNING"
+    assert StateStore(state_url).get_sync("s1")["paused_by"] is None
     # Not due for 300 s: a tick does nothing, until a trigger asks for a pass.
     make_files(src, 1, "new")
     reqs, skip = d.tick("s1")

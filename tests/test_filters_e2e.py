@@ -266,3 +266,65 @@ def test_preview_would_sync_set_is_exactly_what_a_pass_syncs(files, parts, insta
         synced = {o["source_key"] for o in objects(url)}
         assert would == synced
         StateStore(url).engine.dispose()
+
+
+def test_preview_names_every_rejecting_filter_and_sync_counts_the_same(
+    tmp_path, src, state_url, instance
+):
+    from click.testing import CliRunner
+
+    from mixsync_dagster.cli import main
+
+    tree(src, {"a.mp4": 2000, "notes.txt": 10, "readme.txt": 3000, "c_temp.mp4": 2000})
+    cfg = write_config(
+        tmp_path / "syncs.yaml",
+        root=src,
+        state_url=state_url,
+        syncs=[
+            {
+                "name": "s1",
+                "file_filters": {
+                    "include_patterns": ["*.mp4"],
+                    "exclude_patterns": ["*_temp.*"],
+                    "mime_types": ["video/*"],
+                    "min_size_bytes": 1000,
+                },
+            }
+        ],
+    )
+    d = Driver(cfg, instance)
+    rt = d.defs.resources["mixsync"].runtime("s1")
+
+    def previewed() -> tuple[dict[str, list[str]], dict[str, object]]:
+        totals = PreviewTotals()
+        rows = {r.rel_path: [f for f, _ in r.rejected_by] for r in preview(rt, totals)}
+        return rows, totals.as_dict()
+
+    rows, t = previewed()
+    # Not only the first: a .txt under include *.mp4 is named by the pattern too, not only by
+    # its MIME type, and a small one by its size as well.
+    assert rows["readme.txt"] == ["mime_types", "include_patterns"]
+    assert rows["notes.txt"] == ["min_size_bytes", "mime_types", "include_patterns"]
+    assert rows["c_temp.mp4"] == ["exclude_patterns"] and rows["a.mp4"] == []
+    assert t["excluded"] == 3
+    assert t["rejections_by_filter"] == {
+        "exclude_patterns": 1,
+        "include_patterns": 2,
+        "mime_types": 2,
+        "min_size_bytes": 1,
+    }
+    text = CliRunner().invoke(main, ["-c", str(cfg), "preview", "s1"]).output
+    assert "mime_types+include_patterns" in text and "matches none of ['*.mp4']" in text
+
+    # `mixsync sync` counts the same files as excluded, on the first pass and on a later one
+    # where they were judged before (it printed `excluded 0` there).
+    for _ in range(2):
+        d.make_due("s1")
+        out = CliRunner().invoke(main, ["-c", str(cfg), "sync", "s1"])
+        assert out.exit_code == 0, out.output
+        assert "excluded 3," in out.output, out.output
+        assert previewed()[1]["excluded"] == 3
+        assert d.pass_row("s1").excluded == 3
+    # A pass finished by the sensor counts them too (its observation plots them).
+    d.run_pass("s1")
+    assert d.pass_row("s1").excluded == 3

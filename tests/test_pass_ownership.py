@@ -19,6 +19,8 @@ from dagster import DagsterInstance, instance_for_test
 from mixsync_dagster.cli import main
 from mixsync_dagster.core import passes
 from mixsync_dagster.core.owners import cli_owner
+from mixsync_dagster.core.status import effective_status
+from mixsync_dagster.dagster import control
 from mixsync_dagster.state import StateStore
 from tests.harness import Driver, objects, tracked_rows, write_config
 
@@ -144,28 +146,33 @@ def test_a_claim_taken_over_fences_out_the_old_owner(tmp_path, src, state_url, i
 
 
 def test_pause_racing_a_finishing_pass_stays_paused(tmp_path, src, state_url, instance):
+    """The pause lives in the Dagster instance (the sensor's state): a run finishing its pass
+    at the same moment writes the sync's status in our store and cannot undo it."""
     make_files(src, 5)
     # skip_duplicates off: every pass has work, so every pass ends in a run.
     cfg = reconciling(tmp_path, src, state_url, max_objects_per_run=100, skip_duplicates=False)
     d = Driver(cfg, instance)
-    store = StateStore(state_url)
-    for _ in range(20):
+    rt = d.defs.resources["mixsync"].runtime("s1")
+    for _ in range(5):
         d.make_due("s1")
-        store.resume("s1")
+        control.resume(instance, rt, config_path=str(cfg))
         (req,) = d.tick("s1")[0]
         barrier = threading.Barrier(2)
 
         def pause(barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
-            store.pause("s1")
+            control.pause(instance, rt, config_path=str(cfg), by="test")
 
         t = threading.Thread(target=pause)
         t.start()
         barrier.wait()
         d.execute("s1", req)  # finishes the pass: writes the sync's status
         t.join()
-        assert store.get_sync("s1")["status"] == "PAUSED"
-        assert d.tick("s1")[0] == []
+        sensor = control.view(instance, "s1")
+        assert not sensor.running
+        assert effective_status(rt.store.get_sync("s1"), sensor) == "PAUSED"
+        reqs, skip = d.tick("s1")
+        assert reqs == [] and "paused by test" in (skip or "")
 
 
 def test_resume_racing_a_failure_write_is_never_undone(tmp_path, src, state_url, instance):
@@ -175,7 +182,8 @@ def test_resume_racing_a_failure_write_is_never_undone(tmp_path, src, state_url,
     rt = d.defs.resources["mixsync"].runtime("s1")
     store = rt.store
     for _ in range(20):
-        store.pause("s1")
+        store.count_outside_pass(rt.sync_id, "boom", threshold=1)  # SUSPENDED
+        assert store.get_sync("s1")["status"] == "SUSPENDED"
         claim = passes.acquire(rt, "cli:x:1:1", alive=lambda _o: None, start_new=True)
         assert not isinstance(claim, passes.Busy)
         barrier = threading.Barrier(2)
@@ -189,8 +197,8 @@ def test_resume_racing_a_failure_write_is_never_undone(tmp_path, src, state_url,
         barrier.wait()
         passes.fail_attempt(rt, claim.pass_uid, "boom", transient=False)
         t.join()
-        # The failure may land before or after the resume, but it never re-pauses the sync,
-        # and the resume is never lost.
+        # The failure may land before or after the resume, but the resume is never lost:
+        # the sync is not SUSPENDED again (1000 failures would be needed for that).
         assert store.get_sync("s1")["status"] in ("ACTIVE", "FAILED")
         d.make_due("s1")
 

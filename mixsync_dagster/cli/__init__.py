@@ -2,6 +2,6 @@
 
 from mixsync_dagster.cli import ops as _ops  # noqa: F401
 from mixsync_dagster.cli import sync as _sync  # noqa: F401
-from mixsync_dagster.cli.app import main, status_record
+from mixsync_dagster.cli.app import main
 
-__all__ = ["main", "status_record"]
+__all__ = ["main"]

@@ -18,7 +18,22 @@ EXIT_FAILED = 1
 
 
 def _iso(v: Any) -> str | None:
-    return v.isoformat() if isinstance(v, datetime) else v
+    """ISO-8601 with its zone: every time the CLI prints says it is UTC (`+00:00`)."""
+    from mixsync_dagster.clock import as_utc
+
+    return as_utc(v).isoformat() if isinstance(v, datetime) else v
+
+
+def _who() -> str:
+    """`mixsync pause (user@host)`: who paused a sync, for the messages that explain it."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "?"
+    return f"`mixsync pause` ({user}@{socket.gethostname()})"
 
 
 class Ctx:
@@ -92,14 +107,6 @@ def validate(obj: Ctx) -> None:
         )
 
 
-def status_record(cfg: MixsyncConfig, name: str, refresh: bool = False) -> dict[str, Any]:
-    """One sync's status and metrics, in the stable shape `status --json` prints."""
-    from mixsync_dagster.core.runtime import open_runtime
-    from mixsync_dagster.core.status import status_record as record
-
-    return record(open_runtime(cfg, name), refresh=refresh)
-
-
 @main.command()
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON (see README).")
@@ -109,15 +116,29 @@ def status_record(cfg: MixsyncConfig, name: str, refresh: bool = False) -> dict[
 @click.pass_obj
 @_handle_errors
 def status(obj: Ctx, name: str | None, as_json: bool, refresh: bool) -> None:
-    """Status and metrics of one sync, or of all."""
+    """Status, sensor, health checks and metrics of one sync, or of all."""
+    from mixsync_dagster.core.runtime import open_runtime
+    from mixsync_dagster.core.status import status_record
+    from mixsync_dagster.dagster import control
+    from mixsync_dagster.dagster.runs import dagster_instance
+
     cfg = obj.cfg
     names = [name] if name else [s.name for s in cfg.syncs]
-    records = [status_record(cfg, n, refresh) for n in names]
+    for n in names:
+        cfg.sync(n)  # an unknown name exits 2 before Dagster is opened
+    with dagster_instance(cfg.base_dir) as instance:
+        records = [
+            status_record(open_runtime(cfg, n), refresh=refresh, sensor=control.view(instance, n))
+            for n in names
+        ]
     if as_json:
         click.echo(json.dumps({"syncs": records}, indent=2))
         return
     for r in records:
-        click.echo(f"{r['name']}: {r['status']}")
+        sensor = r["sensor"]
+        click.echo(f"{r['name']}: {r['status']} (sensor {sensor['name']}: {sensor['status']})")
+        if r["paused_by"]:
+            click.echo(f"  paused by {r['paused_by']}; `mixsync resume {r['name']}` resumes")
         for k in (
             "total_files_discovered",
             "total_files_synced",
@@ -138,13 +159,8 @@ def status(obj: Ctx, name: str | None, as_json: bool, refresh: bool) -> None:
             click.echo(f"    failed: {fb['batch_id']} ({fb['status']}, task {fb['task_id']})")
         for pb in b["pending_batches"]:
             click.echo(f"    pending: {pb['batch_id']} ({pb['status']}, task {pb['task_id']})")
-
-
-def _store(cfg: MixsyncConfig, name: str) -> Any:
-    from mixsync_dagster.state import StateStore
-
-    cfg.sync(name)
-    return StateStore(cfg.state_url())
+        checks = ", ".join(f"{k} {'ok' if ok else 'FAILED'}" for k, ok in r["checks"].items())
+        click.echo(f"  checks: {checks}")
 
 
 @main.command()
@@ -152,9 +168,27 @@ def _store(cfg: MixsyncConfig, name: str) -> Any:
 @click.pass_obj
 @_handle_errors
 def pause(obj: Ctx, name: str) -> None:
-    """Stop launching runs for a sync; a running run finishes; progress is kept."""
-    _store(obj.cfg, name).pause(name)
-    click.echo(f"{name}: PAUSED (a run in flight finishes; nothing new is launched)")
+    """Stop the sync's sensor: a run in flight finishes, nothing new launches, progress is kept."""
+    from mixsync_dagster.core.runtime import open_runtime
+    from mixsync_dagster.core.status import paused_by
+    from mixsync_dagster.dagster import control
+    from mixsync_dagster.dagster.runs import dagster_instance
+
+    cfg = obj.cfg
+    rt = open_runtime(cfg, name)
+    with dagster_instance(cfg.base_dir) as instance:
+        stopped = control.pause(instance, rt, config_path=str(obj.path.resolve()), by=_who())
+        sensor = control.view(instance, name)
+        home = instance.root_directory
+    if not stopped:
+        who = paused_by(rt.store.get_sync(name), sensor)
+        click.echo(f"{name}: already PAUSED (sensor {sensor.name} STOPPED, paused by {who})")
+        return
+    click.echo(
+        f"{name}: PAUSED: sensor {sensor.name} STOPPED in the Dagster instance ({home}), as "
+        f"the UI shows; a run in flight finishes, nothing new launches. `mixsync resume {name}` "
+        "or the sensor's toggle in the UI resumes it."
+    )
 
 
 @main.command()
@@ -162,12 +196,46 @@ def pause(obj: Ctx, name: str) -> None:
 @click.pass_obj
 @_handle_errors
 def resume(obj: Ctx, name: str) -> None:
-    """Resume a paused or suspended sync from where its pass stopped."""
-    store = _store(obj.cfg, name)
-    if not store.resume(name):
-        click.echo(f"{name}: {store.get_sync(name)['status']}, not paused; nothing to do")
+    """Start a paused sync's sensor (and clear a suspension); it continues from its position."""
+    from mixsync_dagster.core.passes import tick_interval
+    from mixsync_dagster.core.runtime import open_runtime
+    from mixsync_dagster.dagster import control
+    from mixsync_dagster.dagster.runs import dagster_instance
+
+    cfg = obj.cfg
+    rt = open_runtime(cfg, name)
+    with dagster_instance(cfg.base_dir) as instance:
+        started, was_suspended = control.resume(instance, rt, config_path=str(obj.path.resolve()))
+    sensor = control.sensor_name(name)
+    if not (started or was_suspended):
+        click.echo(f"{name}: not paused (sensor {sensor} RUNNING); nothing to do")
         return
-    click.echo(f"{name}: ACTIVE (continues from its position at the next tick)")
+    cleared = "suspension cleared; " if was_suspended else ""
+    click.echo(
+        f"{name}: ACTIVE: {cleared}sensor {sensor} RUNNING; the next tick (within "
+        f"{tick_interval(rt.sync.polling_interval_seconds)} s) continues from its position"
+    )
+
+
+def _not_running_message(name: str, row: dict[str, Any], sensor: Any) -> str | None:
+    """Why the sensor would not start a triggered pass (paused or suspended), and what to do;
+    None when it runs."""
+    from mixsync_dagster.core.status import effective_status, paused_by
+
+    status = effective_status(row, sensor)
+    if status == "SUSPENDED":
+        return (
+            f"{name} is SUSPENDED after {row['consecutive_failures']} failed passes in a row "
+            f"({row['last_error']}); its sensor {sensor.name} is {sensor.status}. Run "
+            f"`mixsync resume {name}` first (or start the sensor in the UI)."
+        )
+    if status == "PAUSED":
+        return (
+            f"{name} is PAUSED: its sensor {sensor.name} is STOPPED (paused by "
+            f"{paused_by(row, sensor)}). Start it with `mixsync resume {name}` or the toggle on "
+            "the sensor's page in the UI."
+        )
+    return None
 
 
 @main.command()
@@ -175,13 +243,26 @@ def resume(obj: Ctx, name: str) -> None:
 @click.pass_obj
 @_handle_errors
 def trigger(obj: Ctx, name: str) -> None:
-    """Ask the running deployment to start a pass now (within 30 s), whatever the interval."""
-    store = _store(obj.cfg, name)
-    status = store.get_sync(name)["status"]
-    if status in ("PAUSED", "SUSPENDED"):
-        _fail(f"{name} is {status}: run `mixsync resume {name}` first")
-    store.request_trigger(name)
-    click.echo(f"{name}: pass requested; the sensor starts it at its next tick (≤ 30 s)")
+    """Ask the running deployment to start a pass at the sensor's next tick, whatever the
+    interval."""
+    from mixsync_dagster.core.passes import tick_interval
+    from mixsync_dagster.core.runtime import open_runtime
+    from mixsync_dagster.dagster import control
+    from mixsync_dagster.dagster.runs import dagster_instance
+
+    cfg = obj.cfg
+    rt = open_runtime(cfg, name)
+    with dagster_instance(cfg.base_dir) as instance:
+        sensor = control.view(instance, name)
+    refusal = _not_running_message(name, rt.store.get_sync(name), sensor)
+    if refusal:
+        _fail(f"{refusal} Nothing would start a triggered pass.")
+    rt.store.request_trigger(name)
+    click.echo(
+        f"{name}: pass requested; sensor {sensor.name} (RUNNING) starts it at its next tick "
+        f"(within {tick_interval(rt.sync.polling_interval_seconds)} s) while a Dagster daemon "
+        f"runs (`make run`); `mixsync sync {name}` runs it now"
+    )
 
 
 @main.command()
@@ -251,8 +332,12 @@ def preview(obj: Ctx, name: str, limit: int | None, as_json: bool) -> None:
         click.echo(f'\n], "totals": {json.dumps(totals.as_dict())}}}')
         return
     for row in rows:
-        detail = row.action or row.filter or ""
-        why = f"  ({row.reason})" if row.reason else ""
+        if row.rejected_by:
+            detail = "+".join(name for name, _ in row.rejected_by)
+            why = "  (" + "; ".join(reason for _, reason in row.rejected_by) + ")"
+        else:
+            detail = row.action or row.filter or ""
+            why = f"  ({row.reason})" if row.reason else ""
         click.echo(f"{row.verdict:<11} {detail:<18} {row.rel_path}{why}")
     t = totals.as_dict()
     limited = " (stopped at --limit)" if t["limited"] else ""
@@ -275,4 +360,5 @@ def _row_dict(row: Any) -> dict[str, Any]:
         "action": row.action,
         "filter": row.filter,
         "reason": row.reason,
+        "rejected_by": [{"filter": f, "reason": r} for f, r in row.rejected_by],
     }

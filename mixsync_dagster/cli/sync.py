@@ -4,6 +4,10 @@ The pass is claimed like the sensor claims it; a pass another live process owns 
 touched (the command refuses, or with --wait waits for it). Runs are the same job the daemon
 launches, executed in process. SIGINT/SIGTERM stop at the next safe point: the claim is
 released and the next pass (sensor or CLI) resumes from the committed position.
+
+A paused sync (its sensor stopped) still runs the pass asked for here, as Dagster launches a
+job by hand whatever its sensor's state; the sensor stays stopped. A SUSPENDED sync does not:
+it failed too often, and `mixsync resume` is the deliberate step back.
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from mixsync_dagster.cli.app import EXIT_FAILED, Ctx, _fail, _handle_errors, main
 from mixsync_dagster.errors import Interrupted, MixsyncError
 
+T = TypeVar("T")
 EXIT_SIGNAL_BASE = 128
 WAIT_POLL_SECONDS = 2.0
 
@@ -50,14 +58,20 @@ class _Dagster:
     """The Dagster side of `mixsync sync`, opened only when needed: a pass with nothing to do
     (the common case) costs no Dagster import and no instance."""
 
-    def __init__(self, cfg: Any, path: Any, name: str):
+    def __init__(self, cfg: Any, path: Any, name: str, *, noted_pause: bool):
         self.cfg, self.path, self.name = cfg, path, name
+        self.noted_pause = noted_pause
         self._stack: contextlib.ExitStack | None = None
         self._instance: Any = None
         self._job: Any = None
 
+    @property
+    def loaded(self) -> bool:
+        return self._instance is not None
+
     def instance(self) -> Any:
         if self._instance is None:
+            from mixsync_dagster.dagster import control
             from mixsync_dagster.dagster.runs import dagster_instance, sweep_dead
 
             self._stack = contextlib.ExitStack()
@@ -66,7 +80,28 @@ class _Dagster:
                 click.echo(
                     f"{self.name}: released stale run {h.run.run_id} (worker {h.worker} gone)"
                 )
+            if not self.noted_pause and not control.view(self._instance, self.name).running:
+                _note_paused(self.name)
+                self.noted_pause = True
         return self._instance
+
+    def sensor(self) -> Any:
+        from mixsync_dagster.dagster import control
+
+        return control.view(self.instance(), self.name)
+
+    def report_failure(self, rt: Any) -> None:
+        """A failed listing: stop the sensor if the sync is now suspended, record the checks."""
+        from mixsync_dagster.dagster import control
+        from mixsync_dagster.dagster.assets import report_checks
+
+        control.stop_for_suspension(self.instance(), rt, config_path=str(Path(self.path).resolve()))
+        report_checks(self.instance(), rt, self.sensor())
+
+    def report_pass_end(self, rt: Any, status: str) -> None:
+        from mixsync_dagster.dagster.assets import report_pass_end
+
+        report_pass_end(self.instance(), rt, status, self.sensor())
 
     def job(self) -> Any:
         if self._job is None:
@@ -103,18 +138,28 @@ class _Dagster:
 @_handle_errors
 def sync(obj: Ctx, name: str, wait: bool) -> None:
     """Run one full pass now, in process, recorded in the Dagster instance."""
+    from mixsync_dagster.cli.progress import PassProgress
     from mixsync_dagster.core import passes
     from mixsync_dagster.core.owners import cli_owner
     from mixsync_dagster.core.runtime import open_runtime
 
     cfg = obj.cfg
     rt = open_runtime(cfg, name)
-    status = rt.store.get_sync(name)["status"]
-    if status in ("PAUSED", "SUSPENDED"):
-        _fail(f"{name} is {status}: run `mixsync resume {name}` first")
+    row = rt.store.get_sync(name)
+    if row["status"] == "SUSPENDED":
+        _fail(
+            f"{name} is SUSPENDED after {row['consecutive_failures']} failed passes in a row "
+            f"({row['last_error']}). Run `mixsync resume {name}` first (or start the sensor "
+            "in the UI)."
+        )
+    # What mixsync knows of a pause without loading Dagster; a stop in the UI shows once
+    # Dagster is loaded (a pass with work to run).
+    noted = row["paused_by"] is not None or bool(row["pause_pending"])
+    if noted:
+        _note_paused(name)
     me = cli_owner()
     t0 = time.monotonic()
-    dag = _Dagster(cfg, obj.path, name)
+    dag = _Dagster(cfg, obj.path, name, noted_pause=noted)
     try:
         while True:
             got = passes.acquire(rt, me, alive=dag.alive, start_new=True)
@@ -124,8 +169,10 @@ def sync(obj: Ctx, name: str, wait: bool) -> None:
                 _fail(f"{name}: {got.message}; try again when it ends, or pass --wait")
             time.sleep(WAIT_POLL_SECONDS)
         previous = _install_stop_handlers()
+        progress = PassProgress(name, lambda: rt.store.get_pass(rt.sync_id))
         try:
-            claim, totals, samples, runs, new_status = _run_pass(rt, me, got, dag)
+            with progress:
+                claim, totals, samples, runs, new_status = _run_pass(rt, me, got, dag, progress)
         finally:
             current = _current_claim(rt, me)
             if current is not None:
@@ -145,11 +192,16 @@ def sync(obj: Ctx, name: str, wait: bool) -> None:
         prefetch.discard()
         dag.close()
     took = time.monotonic() - t0
+    p = rt.store.get_pass(rt.sync_id)
+    listed = totals.get("listed", 0)
+    # Excluded counts every listed file the filters exclude, judged now or on an earlier pass,
+    # so it matches what `mixsync preview` lists for the same state.
+    whole = f" ({p.listed} in the whole pass)" if p is not None and p.listed != listed else ""
     click.echo(
-        f"{name}: pass {claim.pass_no} done in {took:.1f}s: listed {totals.get('listed', 0)}, "
-        f"runs {runs}, synced {totals.get('synced', 0)}, excluded {totals.get('excluded', 0)}, "
-        f"failed {totals.get('failed', 0)}, vanished {totals.get('vanished', 0)}, "
-        f"deleted {totals.get('deleted', 0)}; status {new_status}"
+        f"{name}: pass {claim.pass_no} done in {took:.1f}s: listed {listed}{whole}, runs "
+        f"{runs}, synced {totals.get('synced', 0)}, excluded {totals.get('excluded', 0)}, "
+        f"failed {totals.get('failed', 0)}, vanished {totals.get('vanished', 0)}, deleted "
+        f"{totals.get('deleted', 0)}; status {new_status}"
     )
     failed = totals.get("failed", 0)
     if failed:
@@ -158,7 +210,15 @@ def sync(obj: Ctx, name: str, wait: bool) -> None:
         _fail(f"{name}: {failed} file(s) of this pass failed:\n{shown}{more}", EXIT_FAILED)
 
 
-def _run_pass(rt: Any, me: str, claim: Any, dag: _Dagster) -> tuple[Any, ...]:
+def _note_paused(name: str) -> None:
+    click.echo(
+        f"note: {name} is paused (its sensor is stopped). This pass runs because you asked; "
+        f"the sensor stays stopped until `mixsync resume {name}` or the UI's toggle.",
+        err=True,
+    )
+
+
+def _run_pass(rt: Any, me: str, claim: Any, dag: _Dagster, progress: Any) -> tuple[Any, ...]:
     """Scan, run what needs running, finish. Returns (claim, totals, samples, runs, status)."""
     from mixsync_dagster.core import passes, prefetch, stop
     from mixsync_dagster.core.owners import process_id
@@ -173,30 +233,45 @@ def _run_pass(rt: Any, me: str, claim: Any, dag: _Dagster) -> tuple[Any, ...]:
         try:
             # A run in this process comes next if there is work: the scan leaves it the
             # listing, which goes on while Dagster loads.
-            found = passes.scan(rt, claim, budget_seconds=None, hand_over=True)
+            found = _in_thread(
+                partial(passes.scan, rt, claim, budget_seconds=None, hand_over=True),
+                progress.poll,
+            )
         except MixsyncError as e:
             _counted, st = passes.fail_attempt(rt, claim.pass_uid, e)
+            dag.report_failure(rt)
             _fail(f"{name}: listing failed: {e} (status {st})")
         totals["listed"] = totals.get("listed", 0) + found.listed
+        totals["excluded"] = totals.get("excluded", 0) + found.excluded
         for s in found.skipped:
             click.echo(f"  skipped {s.key}: {s.reason}")
         if not (found.found_work or (found.listing_done and passes.reconcile_pending(rt, claim))):
             if found.listing_done:
-                return claim, totals, samples, runs, passes.finish(rt, claim)
+                # No run finished this pass, so its observation is recorded here if Dagster is
+                # loaded anyway; otherwise the sync's next sensor tick records it, and an
+                # unchanged pass stays as cheap as its listing.
+                status = passes.finish(rt, claim, reported=dag.loaded)
+                if dag.loaded:
+                    dag.report_pass_end(rt, status)
+                return claim, totals, samples, runs, status
             continue
         from mixsync_dagster.dagster.jobs import run_config_for
         from mixsync_dagster.dagster.runs import PASS_TAG, SYNC_TAG, WORKER_TAG
 
         instance, job = dag.instance(), dag.job()
         plan = passes.request_run(rt, claim)
-        result = _execute(
-            job,
-            run_config=run_config_for(name, plan.pass_uid, plan.token, me)
-            | {"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            instance=instance,
-            # This process is the run's worker: say so from the start, so a kill at any
-            # moment leaves a run that unlock and the stale-run sweep can judge.
-            tags={SYNC_TAG: name, PASS_TAG: plan.pass_uid, WORKER_TAG: process_id()},
+        result = _in_thread(
+            partial(
+                job.execute_in_process,
+                raise_on_error=False,
+                run_config=run_config_for(name, plan.pass_uid, plan.token, me)
+                | {"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                instance=instance,
+                # This process is the run's worker: say so from the start, so a kill at any
+                # moment leaves a run that unlock and the stale-run sweep can judge.
+                tags={SYNC_TAG: name, PASS_TAG: plan.pass_uid, WORKER_TAG: process_id()},
+            ),
+            progress.poll,
         )
         runs += 1
         prefetch.discard()  # a listing the run did not take (it should have) stops here
@@ -222,15 +297,15 @@ def _run_pass(rt: Any, me: str, claim: Any, dag: _Dagster) -> tuple[Any, ...]:
         claim = again
 
 
-def _execute(job: Any, **kwargs: Any) -> Any:
-    """Execute the run in a worker thread. Dagster swallows SIGINT in the thread that executes
-    a run (it only notes it); in a worker thread it leaves signals alone, so our handler in the
-    main thread asks the pass to stop at its next safe point instead."""
+def _in_thread(fn: Callable[[], T], on_wait: Callable[[], None]) -> T:
+    """Run `fn` in a worker thread, calling `on_wait` while it works. Dagster swallows SIGINT
+    in the thread that executes a run (it only notes it); in a worker thread it leaves signals
+    alone, so our handler in the main thread asks the pass to stop at its next safe point."""
     box: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            box["result"] = job.execute_in_process(raise_on_error=False, **kwargs)
+            box["result"] = fn()
         except BaseException as e:  # handed to the main thread
             box["error"] = e
 
@@ -238,6 +313,8 @@ def _execute(job: Any, **kwargs: Any) -> Any:
     thread.start()
     while thread.is_alive():
         thread.join(timeout=0.2)  # short waits: the main thread stays free for signals
+        on_wait()
+    on_wait()
     if "error" in box:
         raise box["error"]
     return box["result"]

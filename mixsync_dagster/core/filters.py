@@ -1,7 +1,8 @@
 """File filters: every filter is AND-ed; the first one that rejects a file names the reason.
 
 Cheap checks (extension, size, time, MIME type, patterns) run before metadata filters, which may
-need provider metadata that costs a request per file.
+need provider metadata that costs a request per file. A pass stops at the first rejection (the
+fast path); `preview` asks for every filter that rejects a file (`CompiledFilters.rejections`).
 """
 
 from __future__ import annotations
@@ -108,12 +109,21 @@ class CompiledFilters:
     """Cheap checks (from the listing alone) and metadata checks (may need a provider call)."""
 
     cheap: Check
+    """The first cheap rejection, or ACCEPT (the fast path of a pass)."""
     metadata: Check
     needs_metadata: bool
+    cheap_checks: tuple[Check, ...] = ()
+    metadata_checks: tuple[Check, ...] = ()
 
     def __call__(self, item: FileItem) -> Verdict:
         v = self.cheap(item)
         return self.metadata(item) if v.ok else v
+
+    def rejections(self, item: FileItem, *, with_metadata: bool = True) -> list[Verdict]:
+        """Every filter that rejects the file, in evaluation order ([] = accepted). Metadata
+        filters are judged only `with_metadata` (when the file's metadata is at hand)."""
+        checks = self.cheap_checks + (self.metadata_checks if with_metadata else ())
+        return [v for v in (check(item) for check in checks) if not v.ok]
 
 
 def _all(checks: list[Check]) -> Check:
@@ -223,7 +233,7 @@ def compile_filters(f: FileFilters) -> CompiledFilters:
 
         checks.append(exclude)
     meta = [_metadata_check(mf) for mf in f.metadata_filters]
-    return CompiledFilters(_all(checks), _all(meta), bool(meta))
+    return CompiledFilters(_all(checks), _all(meta), bool(meta), tuple(checks), tuple(meta))
 
 
 def _metadata_check(mf: MetadataFilter) -> Check:

@@ -23,7 +23,7 @@ from mixsync_dagster.core.prefetch import Prefetcher
 from mixsync_dagster.core.records import Skipped, utcnow
 from mixsync_dagster.core.runtime import SyncRuntime
 from mixsync_dagster.core.segment import PAGE_SIZE, SAMPLES, needs_work
-from mixsync_dagster.errors import AuthError, MixsyncError, TransientError
+from mixsync_dagster.errors import AuthError, MixsyncError, ProviderError, TransientError
 from mixsync_dagster.state import Claim, PassRow
 
 TICK_LISTING_BUDGET_SECONDS = 20.0
@@ -58,6 +58,8 @@ class ScanResult:
     found_work: bool
     listing_done: bool
     skipped: list[Skipped]
+    excluded: int = 0
+    """Files listed (and passed over) that the filters had excluded before and still do."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,10 @@ def is_due(rt: SyncRuntime, p: PassRow | None, now: datetime) -> tuple[bool, dat
     if rt.sync.sync_mode == "initial_only":
         return p.state == "given_up", None
     due_at = p.started_at + timedelta(seconds=rt.sync.polling_interval_seconds)
-    slack = timedelta(seconds=min(5.0, tick_interval(rt.sync.polling_interval_seconds) / 2))
+    # A pass starts a moment after its tick does (the tick sweeps runs and reads state first),
+    # so the tick one interval later comes a moment *before* the due time. Without slack that
+    # tick skips and the pass waits a whole tick (a 30 s sync polling every 60 s).
+    slack = timedelta(seconds=tick_interval(rt.sync.polling_interval_seconds) / 2)
     return now + slack >= due_at, due_at
 
 
@@ -142,19 +147,42 @@ def scan(
     assert p is not None
     if p.listing_done:
         return ScanResult(0, False, True, [])
+    try:
+        result = _scan_pages(rt, claim, p, budget_seconds, hand_over)
+    except ProviderError as e:
+        store.note_listing(rt.sync_id, f"{type(e).__name__}: {e}")
+        raise
+    store.note_listing(rt.sync_id, None)
+    return result
+
+
+def _scan_pages(
+    rt: SyncRuntime, claim: Claim, p: PassRow, budget_seconds: float | None, hand_over: bool
+) -> ScanResult:
+    store = rt.store
     started = time.monotonic()
-    listed = 0
+    listed = excluded = 0
     skipped: list[Skipped] = []
-    pending: dict[str, Any] = {"position": p.position, "listed": 0, "seen": [], "pages": 0}
+    pending: dict[str, Any] = {
+        "position": p.position,
+        "listed": 0,
+        "excluded": 0,
+        "seen": [],
+        "pages": 0,
+    }
     last_commit = started
 
     def commit() -> None:
         nonlocal last_commit
         if pending["pages"]:
             store.advance(
-                claim, pending["position"], seen=pending["seen"], listed=pending["listed"]
+                claim,
+                pending["position"],
+                seen=pending["seen"],
+                listed=pending["listed"],
+                excluded=pending["excluded"],
             )
-        pending.update(listed=0, seen=[], pages=0)
+        pending.update(listed=0, excluded=0, seen=[], pages=0)
         last_commit = time.monotonic()
 
     pages = rt.provider.list_pages(
@@ -165,7 +193,8 @@ def scan(
     try:
         ahead = iter(source)
         for page in ahead:
-            if needs_work(rt, page, utcnow()):
+            assessed = needs_work(rt, page, utcnow())
+            if assessed.work:
                 commit()
                 if hand_over:
                     prefetch.hand_over(
@@ -180,12 +209,14 @@ def scan(
                         )
                     )
                     kept = True
-                return ScanResult(listed, True, False, skipped)
+                return ScanResult(listed, True, False, skipped, excluded)
             listed += len(page.items)
             skipped.extend(page.skipped[: max(0, SAMPLES - len(skipped))])
             pending["position"] = page.next_position
             pending["listed"] += len(page.items)
             pending["pages"] += 1
+            pending["excluded"] += assessed.excluded_before
+            excluded += assessed.excluded_before
             if p.stamps_seen:
                 pending["seen"].extend(i.key for i in page.items)
             done = page.next_position is None
@@ -198,11 +229,11 @@ def scan(
             ):
                 commit()
             if done:
-                return ScanResult(listed, False, True, skipped)
+                return ScanResult(listed, False, True, skipped, excluded)
             if spent:
-                return ScanResult(listed, False, False, skipped)
+                return ScanResult(listed, False, False, skipped, excluded)
         commit()
-        return ScanResult(listed, False, True, skipped)
+        return ScanResult(listed, False, True, skipped, excluded)
     finally:
         if not kept:
             source.close()
@@ -224,13 +255,15 @@ def request_run(rt: SyncRuntime, claim: Claim) -> RunPlan:
     return RunPlan(claim.pass_uid, claim.pass_no, claim.token, seq)
 
 
-def finish(rt: SyncRuntime, claim: Claim) -> str:
-    """Close a pass whose listing is complete; returns the sync's status."""
+def finish(rt: SyncRuntime, claim: Claim, *, reported: bool = True) -> str:
+    """Close a pass whose listing is complete; returns the sync's status. `reported`: the
+    caller records the pass's observation in Dagster (else the next sensor tick does)."""
     return rt.store.finish_pass(
         claim,
         complete=True,
         initial_only=rt.sync.sync_mode == "initial_only",
         interval_seconds=rt.sync.polling_interval_seconds,
+        reported=reported,
     )
 
 
@@ -296,12 +329,7 @@ def tick(
     status = row["status"]
     p = rt.store.get_pass(rt.sync_id)
     if status == "SUSPENDED":
-        return TickOutcome(
-            f"SUSPENDED after {row['consecutive_failures']} failed passes: {row['last_error']}; "
-            f"`mixsync resume {rt.name}` clears it"
-        )
-    if status == "PAUSED":
-        return TickOutcome(f"paused; `mixsync resume {rt.name}` continues from the position")
+        return TickOutcome(suspended_message(rt.name, row))
     if in_flight:
         progress = f"; pass {p.pass_no}: listed {p.listed}, synced {p.synced} so far" if p else ""
         return TickOutcome(f"run {in_flight} is in flight{progress}")
@@ -318,9 +346,14 @@ def tick(
         if status == "COMPLETED" and not triggered:
             return TickOutcome("one-time sync COMPLETED; `mixsync trigger` runs it again")
         if not (due or triggered):
-            wait = int((due_at - now).total_seconds()) + 1 if due_at else 0
+            wait = max(0, int((due_at - now).total_seconds())) if due_at else 0
             when = due_at.isoformat(timespec="seconds") if due_at else "-"
-            last = f"; last pass {p.pass_no}: listed {p.listed}, synced {p.synced}" if p else ""
+            last = (
+                f"; last pass {p.pass_no}: listed {p.listed}, {p.synced} synced, "
+                f"{p.excluded} excluded, {p.failed} failed"
+                if p
+                else ""
+            )
             return TickOutcome(f"next pass in {wait} s (at {when}){last}")
         start_new = True
     got = acquire(rt, me, alive=alive, start_new=start_new)
@@ -336,14 +369,14 @@ def tick(
     if found.found_work:
         plan = request_run(rt, claim)
         return TickOutcome(
-            f"pass {claim.pass_no}: listed {found.listed}{skipped}, then found files to sync; "
-            f"run #{plan.seq} carries the pass on",
+            f"pass {claim.pass_no}: listed {found.listed} unchanged{skipped}, then new or "
+            f"changed files; run #{plan.seq} syncs them",
             run=plan,
         )
     if not found.listing_done:
         return TickOutcome(
-            f"pass {claim.pass_no}: listed {found.listed}{skipped} this tick, nothing to sync "
-            "yet; the next tick continues"
+            f"pass {claim.pass_no}: listed {found.listed}{skipped} this tick, 0 new; the next "
+            "tick continues the listing"
         )
     if reconcile_pending(rt, claim):
         plan = request_run(rt, claim)
@@ -353,8 +386,23 @@ def tick(
         )
     p2 = rt.store.get_pass(rt.sync_id)
     total = p2.listed if p2 else found.listed
+    excluded = f" ({p2.excluded} excluded)" if p2 and p2.excluded else ""
     new_status = finish(rt, claim)
+    nxt = (
+        f"; next pass in {rt.sync.polling_interval_seconds} s"
+        if rt.sync.sync_mode == "continuous"
+        else ""
+    )
     return TickOutcome(
-        f"pass {claim.pass_no} done: listed {total}{skipped}, 0 to sync; status {new_status}",
+        f"pass {claim.pass_no} done: listed {total}, 0 new{excluded}{skipped}; status "
+        f"{new_status}{nxt}",
         finished=new_status,
+    )
+
+
+def suspended_message(name: str, row: dict[str, object]) -> str:
+    """Why a suspended sync does nothing, and how to bring it back."""
+    return (
+        f"SUSPENDED after {row['consecutive_failures']} failed passes in a row: "
+        f"{row['last_error']}; `mixsync resume {name}` (or starting the sensor) clears it"
     )

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from mixsync_dagster.core.classify import classify, listing_prefix
+from mixsync_dagster.core.filters import CompiledFilters, compile_filters
 from mixsync_dagster.core.judge import make_evaluator
 from mixsync_dagster.core.mapping import Mapped, compile_mapping
 from mixsync_dagster.core.records import FileItem, utcnow
@@ -36,8 +37,10 @@ class PreviewRow:
     action: str | None = None
     """for would_sync: new | changed | resend | retry | recheck"""
     filter: str | None = None
-    """for excluded: the first filter that rejected the file"""
+    """for excluded: the first filter that rejected the file (what a pass records)"""
     reason: str | None = None
+    rejected_by: tuple[tuple[str, str], ...] = ()
+    """for excluded: every filter that rejects the file, with its reason, in evaluation order"""
 
 
 @dataclass
@@ -47,6 +50,7 @@ class PreviewTotals:
     verdicts: Counter[str] = field(default_factory=Counter)
     actions: Counter[str] = field(default_factory=Counter)
     excluded_by: Counter[str] = field(default_factory=Counter)
+    rejections_by: Counter[str] = field(default_factory=Counter)
 
     def add(self, row: PreviewRow) -> None:
         self.verdicts[row.verdict] += 1
@@ -54,6 +58,8 @@ class PreviewTotals:
             self.actions[row.action] += 1
         if row.filter:
             self.excluded_by[row.filter] += 1
+        for name, _ in row.rejected_by:
+            self.rejections_by[name] += 1
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -62,6 +68,7 @@ class PreviewTotals:
             **{v: self.verdicts.get(v, 0) for v in VERDICTS},
             "would_sync_by_action": dict(sorted(self.actions.items())),
             "excluded_by_filter": dict(sorted(self.excluded_by.items())),
+            "rejections_by_filter": dict(sorted(self.rejections_by.items())),
         }
 
 
@@ -75,6 +82,7 @@ def preview(
     """
     mapper = compile_mapping(rt.sync.schema_mapping)
     evaluate = make_evaluator(rt)
+    compiled = compile_filters(rt.sync.file_filters)
     pages = rt.provider.list_pages(rt.sync.source_path, None, PAGE_SIZE, listing_prefix(rt.sync))
     for page in pages:
         for s in page.skipped:
@@ -98,6 +106,7 @@ def preview(
                     None,
                     verdict.filter,
                     verdict.reason,
+                    every_rejection(compiled, item),
                 )
             else:
                 row = _accepted_row(item, prior, rt, mapper)
@@ -105,6 +114,24 @@ def preview(
             yield row
         if totals.limited:
             return
+
+
+def every_rejection(compiled: CompiledFilters, item: FileItem) -> tuple[tuple[str, str], ...]:
+    """Every filter that rejects an excluded file. Metadata filters are judged when the file's
+    metadata was fetched, which a pass (and so preview) does only for files the cheap filters
+    accept; otherwise they are named as not judged."""
+    cheap = compiled.rejections(item, with_metadata=False)
+    if cheap:
+        found = [(v.filter or "?", v.reason or "") for v in cheap]
+        if compiled.needs_metadata:
+            found.append(
+                (
+                    "metadata_filters",
+                    "not judged: metadata is fetched only for files the other filters accept",
+                )
+            )
+        return tuple(found)
+    return tuple((v.filter or "?", v.reason or "") for v in compiled.rejections(item))
 
 
 def _accepted_row(

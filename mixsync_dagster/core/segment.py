@@ -80,7 +80,16 @@ class SegmentResult:
     seconds: float = 0.0
 
 
-def needs_work(rt: SyncRuntime, page: Page, now: datetime) -> list[Work]:
+@dataclass(frozen=True, slots=True)
+class PageWork:
+    """What a listed page needs: its files with something to do, and how many of the others
+    the filters excluded before (and still do), which a pass counts as excluded too."""
+
+    work: list[Work]
+    excluded_before: int = 0
+
+
+def needs_work(rt: SyncRuntime, page: Page, now: datetime) -> PageWork:
     """The page's files that need something done, with what and why.
 
     Most files of most passes are unchanged: one narrow query returns the fingerprint hashes of
@@ -88,16 +97,23 @@ def needs_work(rt: SyncRuntime, page: Page, now: datetime) -> list[Work]:
     others are looked up in full and classified."""
     items = page.items
     if not items:
-        return []
+        return PageWork([])
     fh, dup = rt.filter_hash, rt.sync.skip_duplicates
     fps = [hash64(i.fingerprint) for i in items]
+    before = 0
     if dup:
         settled = rt.store.settled(rt.sync_id, [i.key for i in items], fh)
-        open_items = [(i, fp) for i, fp in zip(items, fps, strict=True) if settled.get(i.key) != fp]
+        open_items = []
+        for i, fp in zip(items, fps, strict=True):
+            got = settled.get(i.key)
+            if got is not None and got[0] == fp:
+                before += got[1]
+            else:
+                open_items.append((i, fp))
     else:
         open_items = list(zip(items, fps, strict=True))
     if not open_items:
-        return []
+        return PageWork([], before)
     known = rt.store.lookup(rt.sync_id, [i.key for i, _ in open_items])
     out = []
     for item, fp in open_items:
@@ -105,7 +121,9 @@ def needs_work(rt: SyncRuntime, page: Page, now: datetime) -> list[Work]:
         action = classify(prior, fp, fh, dup, now)
         if action is not None:
             out.append(Work(item, action, prior, fp))
-    return out
+        elif prior is not None and prior.status is Tracked.EXCLUDED:
+            before += 1
+    return PageWork(out, before)
 
 
 def list_from(rt: SyncRuntime, position: str | None, page_size: int = PAGE_SIZE) -> Iterator[Page]:
@@ -145,7 +163,8 @@ def run_segment(
                 stack.callback(pages.close)
             for page in pages:
                 now = utcnow()
-                work = needs_work(rt, page, now)
+                assessed = needs_work(rt, page, now)
+                work = assessed.work
                 if work and handled >= max_files:
                     # The cap counts files handled; pages with nothing to do past it cost
                     # nothing, so a run only stops where the next run has work to pick up.
@@ -161,12 +180,17 @@ def run_segment(
                 else:
                     futures: list[Future[Tally]] = [pool.submit(chunker.process, g) for g in groups]
                     parts = [f.result() for f in futures]
-                page_tally = Tally(listed=len(page.items), skipped=len(page.skipped))
+                # Files excluded earlier and unchanged count too: a pass's `excluded` is every
+                # file its filters exclude, as `mixsync preview` lists them.
+                before = assessed.excluded_before
+                page_tally = Tally(
+                    listed=len(page.items), skipped=len(page.skipped), excluded=before
+                )
                 page_tally.skipped_samples = [(s.key, s.reason) for s in page.skipped[:SAMPLES]]
                 for part in parts:
                     page_tally.add(part)
                 seen = [i.key for i in page.items if i.key not in busy] if p.stamps_seen else []
-                chunker.commit_page(page.next_position, page_tally, seen)
+                chunker.commit_page(page.next_position, page_tally, seen, excluded=before)
                 total.add(page_tally)
                 handled += len(work)
                 if progress is not None:
@@ -344,11 +368,15 @@ class _Chunker:
             error[:1000],
         )
 
-    def commit_page(self, position: str | None, tally: Tally, seen: list[str]) -> None:
-        """The page is done: move the pass's position past it (and stamp what was seen)."""
+    def commit_page(
+        self, position: str | None, tally: Tally, seen: list[str], excluded: int = 0
+    ) -> None:
+        """The page is done: move the pass's position past it (and stamp what was seen);
+        `excluded`: its files excluded earlier and unchanged (the groups counted the rest)."""
         self.rt.store.advance(
             self.claim,
             position,
             seen=seen if self.last_seen is not None else [],
             listed=tally.listed,
+            excluded=excluded,
         )

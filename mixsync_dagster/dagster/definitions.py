@@ -1,13 +1,15 @@
-"""Build Dagster Definitions from a syncs.yaml: one job, one sensor and one asset per sync."""
+"""Build Dagster Definitions from a syncs.yaml. Per sync: a job (the lock's unit), a sensor, an
+observable asset with five health checks, and the job that observes it."""
 
 from __future__ import annotations
 
 import os
 
-from dagster import AssetSpec, Definitions
+from dagster import Definitions
 
 from mixsync_dagster.config import config_path, load_config
-from mixsync_dagster.dagster.jobs import asset_key_for, build_sync_job
+from mixsync_dagster.dagster.assets import build_health_job, build_sync_asset
+from mixsync_dagster.dagster.jobs import build_sync_job
 from mixsync_dagster.dagster.resources import MixsyncResource
 from mixsync_dagster.dagster.sensors import build_run_failure_sensor, build_sync_sensor
 
@@ -16,29 +18,19 @@ def build_definitions(path: str | os.PathLike[str] | None = None) -> Definitions
     """Everything or nothing: a config error raises before any definition is built."""
     resolved = str(config_path(path).resolve())
     cfg = load_config(resolved)
-    jobs, sensors, assets = [], [], []
+    jobs, health_jobs, sensors, assets = [], [], [], []
     for sync in cfg.syncs:
         job = build_sync_job(sync)
+        health = build_health_job(sync)
         jobs.append(job)
-        sensors.append(build_sync_sensor(sync, job))
-        assets.append(
-            AssetSpec(
-                key=asset_key_for(sync.name),
-                description=(
-                    f"Objects synced by '{sync.name}' from {sync.connection_id}:{sync.source_path} "
-                    f"into bucket '{sync.bucket}', driven by the sensor mixsync_{sync.name}. "
-                    "Metadata plots the sync's metrics over time (one observation per pass)."
-                ),
-                group_name="mixsync",
-                kinds={"mixsync"},
-                metadata={"bucket": sync.bucket, "sync_mode": sync.sync_mode},
-            )
-        )
+        health_jobs.append(health)
+        sensors.append(build_sync_sensor(sync, job, health))
+        assets.append(build_sync_asset(sync))
     if jobs:
         sensors.append(build_run_failure_sensor(jobs))
     return Definitions(
         assets=assets,
-        jobs=jobs,
+        jobs=[*jobs, *health_jobs],
         sensors=sensors,
         resources={"mixsync": MixsyncResource(config_path=resolved)},
     )

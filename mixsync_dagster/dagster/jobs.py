@@ -37,6 +37,13 @@ from mixsync_dagster.core.owners import process_id, run_owner
 from mixsync_dagster.core.reconcile import reconcile
 from mixsync_dagster.core.segment import Tally, run_segment
 from mixsync_dagster.core.status import refresh_batches
+from mixsync_dagster.dagster.assets import (
+    asset_key_for,
+    check_evaluations,
+    metrics_metadata,
+    pass_observation,
+)
+from mixsync_dagster.dagster.control import stop_for_suspension, view
 from mixsync_dagster.dagster.resources import MixsyncResource
 from mixsync_dagster.dagster.runs import PASS_TAG, SYNC_TAG, WORKER_TAG, liveness
 from mixsync_dagster.errors import AuthError, MixsyncError, PassLost, SyncBusy
@@ -57,10 +64,6 @@ def auth_fails_fast() -> Iterator[None]:
         yield
     except AuthError as e:
         raise Failure(description=f"AuthError: {e}", allow_retries=False) from None
-
-
-def asset_key_for(sync: str) -> list[str]:
-    return ["mixsync", sync]
 
 
 class PassRunConfig(Config):
@@ -233,7 +236,7 @@ def finish_pass(
         refresh_batches(rt)
     except MixsyncError as e:
         context.log.warning(f"batch status refresh skipped: {e}")
-    row = rt.store.get_sync(rt.name)
+    sensor = view(context.instance, rt.name)
     run_meta = {
         "run_files_listed": MetadataValue.int(int(work.get("listed", 0))),
         "run_files_synced": MetadataValue.int(int(work.get("synced", 0))),
@@ -246,55 +249,27 @@ def finish_pass(
         yield AssetMaterialization(
             asset_key=asset_key_for(rt.name),
             description=f"sync {rt.name} → bucket {rt.sync.bucket}",
-            metadata=metrics_metadata(row) | run_meta,
+            metadata=metrics_metadata(rt, sensor) | run_meta,
         )
     if status is not None:
-        yield AssetObservation(
-            asset_key=asset_key_for(rt.name),
-            description=f"pass finished; status {status}",
-            metadata=metrics_metadata(row) | pass_metadata(rt),
-        )
+        yield pass_observation(rt, status, sensor)
+    # The asset's checks after every run that did something (DLQ, batches, freshness...).
+    for evaluation in check_evaluations(rt, sensor):
+        # log_event records AssetCheckEvaluation too, though its annotation leaves it out.
+        context.log_event(evaluation)  # type: ignore[arg-type]
     yield Output(None)
-
-
-def metrics_metadata(row: dict[str, Any]) -> dict[str, Any]:
-    """The feature page's metrics as Dagster metadata (numbers are plotted over time)."""
-    return {
-        "status": MetadataValue.text(str(row["status"])),
-        "total_files_discovered": MetadataValue.int(int(row["total_files_discovered"])),
-        "total_files_synced": MetadataValue.int(int(row["total_files_synced"])),
-        "total_files_failed": MetadataValue.int(int(row["total_files_failed"])),
-        "total_bytes_synced": MetadataValue.int(int(row["total_bytes_synced"])),
-        "consecutive_failures": MetadataValue.int(int(row["consecutive_failures"])),
-    }
-
-
-def pass_metadata(rt: Any) -> dict[str, Any]:
-    """The last pass's own numbers."""
-    p = rt.store.get_pass(rt.sync_id)
-    if p is None:
-        return {}
-    seconds = (p.finished_at - p.started_at).total_seconds() if p.finished_at else 0.0
-    return {
-        "pass_files_listed": MetadataValue.int(p.listed),
-        "pass_files_synced": MetadataValue.int(p.synced),
-        "pass_files_excluded": MetadataValue.int(p.excluded),
-        "pass_files_failed": MetadataValue.int(p.failed),
-        "pass_objects_deleted": MetadataValue.int(p.deleted),
-        "pass_bytes_synced": MetadataValue.int(p.bytes),
-        "pass_seconds": MetadataValue.float(round(seconds, 3)),
-    }
 
 
 def report_run_failure(
     rt: Any, run_id: str, pass_uid: str | None, message: str, *, transient: bool
-) -> bool:
-    """A run of the sync failed: one failed attempt of its pass, however many report it."""
+) -> str | None:
+    """A run of the sync failed: one failed attempt of its pass, however many report it.
+    Returns the sync's status when this report counted (None: reported before)."""
     if not rt.store.record_failure_once(f"run:{run_id}", rt.sync_id, message):
-        return False
+        return None
     if pass_uid:
-        passes.fail_attempt(rt, pass_uid, message, transient=transient)
-    return True
+        return passes.fail_attempt(rt, pass_uid, message, transient=transient)[1]
+    return str(rt.store.get_sync(rt.name)["status"])
 
 
 @failure_hook(required_resource_keys={"mixsync"})
@@ -312,8 +287,17 @@ def count_failure(context: HookContext) -> None:
         transient = not (err.description or "").startswith("AuthError")
     else:
         transient = err is None or passes.is_transient(err)
-    rt = context.resources.mixsync.runtime(sync)
-    report_run_failure(rt, context.run_id, run.tags.get(PASS_TAG), message, transient=transient)
+    resource = context.resources.mixsync
+    rt = resource.runtime(sync)
+    status = report_run_failure(
+        rt, context.run_id, run.tags.get(PASS_TAG), message, transient=transient
+    )
+    if status == "SUSPENDED":
+        # Suspended: its sensor stops too, so the UI shows what `mixsync status` says.
+        stop_for_suspension(context.instance, rt, config_path=resource.config_path)
+    if status is not None:
+        for evaluation in check_evaluations(rt, view(context.instance, sync)):
+            context.instance.report_runless_asset_event(evaluation)
 
 
 @graph

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import Connection
 
 VERSION_TABLE = "mixsync_alembic_version"
-HEAD = "0002"
+HEAD = "0004"
 SCHEMA_LOCK_ID = 0x6D697873  # "mixs": serializes migrations across processes on PostgreSQL
 
 

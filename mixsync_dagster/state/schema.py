@@ -1,4 +1,4 @@
-"""The state store's tables (schema v4) and its engines.
+"""The state store's tables (schema v4, Alembic revision 0003) and its engines.
 
 Tracking is kept small on purpose: a tracked file costs one row keyed by (sync id, source key)
 holding 64-bit hashes of its fingerprint and of the filters that judged it, a status code and
@@ -31,7 +31,9 @@ from sqlalchemy import (
     event,
 )
 
-STATUSES = ("PENDING", "ACTIVE", "PAUSED", "SUSPENDED", "COMPLETED", "FAILED")
+STATUSES = ("PENDING", "ACTIVE", "SUSPENDED", "COMPLETED", "FAILED")
+"""Running vs paused is not among them: that is the sync's sensor state in the Dagster instance
+(see `dagster/control.py`). The `paused_*` columns only mirror who paused it, for messages."""
 
 metadata = MetaData()
 
@@ -53,6 +55,15 @@ syncs = Table(
     Column("passes_completed", Integer, nullable=False, default=0),
     Column("pass_seq", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True)),
+    # Mirror of the sensor's stop (schema 0003): who stopped it and when, as mixsync knows it.
+    # The sensor's state in the Dagster instance decides; these only explain it.
+    Column("paused_by", Text),
+    Column("paused_at", DateTime(timezone=True)),
+    # A pause carried over from schema 0002's PAUSED status, applied by the sensor's next tick.
+    Column("pause_pending", Boolean, nullable=False, default=False),
+    # The latest listing by a sensor tick or `mixsync sync` (the `last_listing_succeeded` check).
+    Column("last_listing_at", DateTime(timezone=True)),
+    Column("last_listing_error", Text),
 )
 
 passes = Table(
@@ -83,6 +94,24 @@ passes = Table(
     Column("deleted", BigInteger, nullable=False, default=0),
     Column("bytes", BigInteger, nullable=False, default=0),
 )
+
+unreported = Table(
+    "mixsync_unreported_passes",
+    metadata,
+    # Passes `mixsync sync` finished without loading Dagster, their numbers kept until the
+    # sync's next sensor tick records their observations (migration 0004).
+    Column("sync_id", Integer, primary_key=True, autoincrement=False),
+    Column("pass_no", Integer, primary_key=True, autoincrement=False),
+    Column("status", String(12), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    *(
+        Column(name, BigInteger, nullable=False)
+        for name in ("listed", "synced", "excluded", "failed", "deleted", "bytes")
+    ),
+)
+UNREPORTED_KEPT = 1_000
+"""Passes awaiting their observation kept per sync (newest), should no sensor ever tick."""
 
 tracked = Table(
     "mixsync_tracked",

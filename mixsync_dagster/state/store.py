@@ -9,7 +9,8 @@ a transaction whose first statement is `fence()`: an UPDATE of the pass row that
 the caller's token and owner. It also takes the row's write lock, so a takeover either happens
 before that transaction (which then fails with PassLost) or waits until it has committed.
 Status changes are single statements that compute the new status from the current one, so a
-pause or resume is never overwritten by a concurrent write.
+resume is never overwritten by a concurrent write. Running vs paused is not a status here: it
+is the sync's sensor state in the Dagster instance (`MirrorQueries` keeps who paused it).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from mixsync_dagster.clock import as_utc, utcnow
 from mixsync_dagster.errors import PassLost
 from mixsync_dagster.state.history import HistoryQueries
+from mixsync_dagster.state.mirror import MirrorQueries
 from mixsync_dagster.state.schema import get_engine, passes, syncs
 from mixsync_dagster.state.tracking import TrackingQueries
 
@@ -93,7 +95,7 @@ def _row_to_pass(r: Any) -> PassRow:
     return PassRow(**values)
 
 
-class StateStore(TrackingQueries, HistoryQueries):
+class StateStore(TrackingQueries, HistoryQueries, MirrorQueries):
     """Typed access to the state tables. Cheap to create; engines are shared per URL."""
 
     def __init__(self, url: str):
@@ -157,28 +159,19 @@ class StateStore(TrackingQueries, HistoryQueries):
         sid = self.sync_id(name)
         return int(c.execute(update(syncs).where(syncs.c.id == sid).values(**values)).rowcount)
 
-    def pause(self, name: str) -> None:
-        with self.tx() as c:
-            self._set(c, name, status="PAUSED")
-
     def resume(self, name: str) -> bool:
-        """PAUSED or SUSPENDED → ACTIVE (a resumed suspension starts its count afresh).
-        False when the sync was neither."""
+        """SUSPENDED → ACTIVE with its failure count afresh, and the pause mirror cleared (the
+        caller starts the sensor). False when the sync was not suspended."""
         s = syncs.c
         with self.tx() as c:
             sid = self.sync_id(name)
             res = c.execute(
                 update(syncs)
-                .where(and_(s.id == sid, s.status.in_(("PAUSED", "SUSPENDED"))))
-                .values(
-                    consecutive_failures=case(
-                        (s.status == "SUSPENDED", 0), else_=s.consecutive_failures
-                    ),
-                    status="ACTIVE",
-                    updated_at=utcnow(),
-                )
+                .where(and_(s.id == sid, s.status == "SUSPENDED"))
+                .values(consecutive_failures=0, status="ACTIVE", updated_at=utcnow())
             )
-            return bool(res.rowcount)
+        self.clear_paused(sid)
+        return bool(res.rowcount)
 
     def request_trigger(self, name: str) -> None:
         """`mixsync trigger`: the next tick starts a pass; a COMPLETED one-time sync runs again."""
@@ -399,16 +392,30 @@ class StateStore(TrackingQueries, HistoryQueries):
         self.fence(c, claim, **values)
 
     def finish_pass(
-        self, claim: Claim, *, complete: bool, initial_only: bool, interval_seconds: int
+        self,
+        claim: Claim,
+        *,
+        complete: bool,
+        initial_only: bool,
+        interval_seconds: int,
+        reported: bool = True,
     ) -> str:
         """Close the pass and update the sync: times, counts, status. Returns the new status.
 
         The status is computed from the current one in the same statement: PENDING or FAILED
-        becomes ACTIVE (COMPLETED for a one-time sync), PAUSED and SUSPENDED stay."""
+        becomes ACTIVE (COMPLETED for a one-time sync), SUSPENDED stays. `reported`: the
+        caller records the pass's observation in the Dagster instance itself."""
         now = utcnow()
         s = syncs.c
         with self.tx() as c:
-            self.fence(c, claim, state="done", finished_at=now, owner=None, claim_expires_at=None)
+            self.fence(
+                c,
+                claim,
+                state="done",
+                finished_at=now,
+                owner=None,
+                claim_expires_at=None,
+            )
             started = as_utc(
                 c.execute(
                     select(passes.c.started_at).where(passes.c.sync_id == claim.sync_id)
@@ -437,7 +444,10 @@ class StateStore(TrackingQueries, HistoryQueries):
                 values.update(consecutive_failures=0, last_error=None)
             c.execute(update(syncs).where(s.id == claim.sync_id).values(**values))
             self.prune_history(c, claim.sync_id)
-            return str(c.execute(select(s.status).where(s.id == claim.sync_id)).scalar_one())
+            final = str(c.execute(select(s.status).where(s.id == claim.sync_id)).scalar_one())
+            if not reported:
+                self.keep_unreported(c, claim.sync_id, final)
+            return final
 
     def record_pass_failure(
         self,
@@ -475,7 +485,7 @@ class StateStore(TrackingQueries, HistoryQueries):
                 sync_values.update(
                     consecutive_failures=n,
                     status=case(
-                        (s.status.in_(("PAUSED", "SUSPENDED", "COMPLETED")), s.status),
+                        (s.status.in_(("SUSPENDED", "COMPLETED")), s.status),
                         (n >= threshold, "SUSPENDED"),
                         else_="FAILED",
                     ),
@@ -497,7 +507,7 @@ class StateStore(TrackingQueries, HistoryQueries):
                     consecutive_failures=n,
                     last_error=error[:1000],
                     status=case(
-                        (s.status.in_(("PAUSED", "SUSPENDED", "COMPLETED")), s.status),
+                        (s.status.in_(("SUSPENDED", "COMPLETED")), s.status),
                         (n >= threshold, "SUSPENDED"),
                         else_="FAILED",
                     ),

@@ -73,7 +73,7 @@ def _lookup_sql(mark: str, n: int) -> str:
 @functools.lru_cache(maxsize=16)
 def _settled_sql(mark: str, n: int) -> str:
     return (
-        f"SELECT source_key, fp FROM {tracked.name} WHERE sync_id = {mark} "
+        f"SELECT source_key, fp, status FROM {tracked.name} WHERE sync_id = {mark} "
         f"AND status IN ({int(Tracked.SYNCED)}, {int(Tracked.EXCLUDED)}) "
         f"AND filter_hash = {mark} AND source_key IN ({', '.join([mark] * n)})"
     )
@@ -117,10 +117,13 @@ class TrackingQueries:
                 cur.close()
         return out
 
-    def settled(self, sync_id: int, keys: Sequence[str], filter_hash: int) -> dict[str, int]:
-        """Fingerprint hashes of those of `keys` whose files are settled (synced or excluded
-        under `filter_hash`): the files an unchanged pass needs to see nothing more of."""
-        out: dict[str, int] = {}
+    def settled(
+        self, sync_id: int, keys: Sequence[str], filter_hash: int
+    ) -> dict[str, tuple[int, bool]]:
+        """Fingerprint hash and whether it was excluded, for those of `keys` whose files are
+        settled (synced or excluded under `filter_hash`): the files an unchanged pass needs to
+        see nothing more of."""
+        out: dict[str, tuple[int, bool]] = {}
         if not keys:
             return out
         with self.engine.connect() as c:
@@ -132,7 +135,8 @@ class TrackingQueries:
                         _settled_sql(mark, len(chunk)),
                         (sync_id, filter_hash, *chunk),
                     )
-                    out.update(cur.fetchall())
+                    excluded = int(Tracked.EXCLUDED)
+                    out.update((k, (fp, st == excluded)) for k, fp, st in cur.fetchall())
             finally:
                 cur.close()
         return out
