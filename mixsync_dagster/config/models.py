@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,13 +14,22 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     field_validator,
     model_validator,
 )
 
+from mixsync_dagster.config.globs import pattern_problem
 from mixsync_dagster.config.paths import parse_path
 
-SYNC_NAME_RE = re.compile(r"^[a-z0-9_]+$")
+SYNC_NAME_RE = re.compile(r"[a-z0-9_]+")
+"""Matched whole (fullmatch: `$` would let a trailing newline through). Dagster's own rule for
+the names made from it (`mixsync_<name>`, `mixsync_<name>_job`) is [A-Za-z0-9_]+."""
+KEY_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+"""Names of connections and buckets: shown in messages and stored (at most 64 characters)."""
+STATE_BACKENDS = ("sqlite", "postgresql")
 MIME_PATTERN_RE = re.compile(r"^[\w.+-]+/(\*|[\w.+-]+)$")
 
 SYNC_MODE_ALIASES = {"scheduled": "continuous", "one_time": "initial_only"}
@@ -40,8 +50,8 @@ class EnvRef(_Model):
 
 class LocalConnection(_Model):
     provider: Literal["local"]
-    root: str
-    include_hidden: bool = False
+    root: str = Field(min_length=1)
+    include_hidden: StrictBool = False
     """Dot-files and dot-folders are skipped unless this is true (no .DS_Store in your bucket)."""
 
 
@@ -59,11 +69,11 @@ class S3Connection(_Model):
     endpoint_url: str | None = None
     credentials: S3Credentials | None = None
     """None: the default AWS credential chain (env, profile, instance role)."""
-    use_ssl: bool = True
-    verify_ssl: bool = True
+    use_ssl: StrictBool = True
+    verify_ssl: StrictBool = True
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
-    presign_expiry_seconds: int = Field(default=3600, ge=60, le=604_800)
-    metadata_concurrency: int = Field(default=8, ge=1, le=64)
+    presign_expiry_seconds: StrictInt = Field(default=3600, ge=60, le=604_800)
+    metadata_concurrency: StrictInt = Field(default=8, ge=1, le=64)
     """Parallel HEAD / GetObjectTagging calls when a filter or mapping needs them."""
 
 
@@ -74,7 +84,7 @@ class GCSConnection(_Model):
     """Service-account JSON (write it as {env: VAR}); None: application default credentials."""
     endpoint_url: str | None = None
     """For emulators; production leaves it unset."""
-    signed_url_expiry_seconds: int = Field(default=3600, ge=60, le=604_800)
+    signed_url_expiry_seconds: StrictInt = Field(default=3600, ge=60, le=604_800)
 
 
 class MuxConnection(_Model):
@@ -84,7 +94,7 @@ class MuxConnection(_Model):
     webhook_secret: SecretStr | None = None
     api_base_url: str = "https://api.mux.com"
     stream_base_url: str = "https://stream.mux.com"
-    page_size: int = Field(default=100, ge=1, le=100)
+    page_size: StrictInt = Field(default=100, ge=1, le=100)
 
 
 Connection = Annotated[
@@ -108,7 +118,7 @@ class MixpeekBucket(_Model):
     base_url: str = "https://api.mixpeek.com"
     blob_property: str = Field(default="content", min_length=1)
     blob_type: Literal["auto", "video", "image", "audio", "text", "pdf", "excel"] = "auto"
-    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    timeout_seconds: StrictFloat = Field(default=30.0, gt=0, le=600)
     description: str | None = Field(default=None, max_length=500)
 
 
@@ -117,7 +127,38 @@ Bucket = Annotated[LocalBucket | MixpeekBucket, Field(discriminator="target")]
 
 class StateConfig(_Model):
     url: SecretStr | None = None
-    """Any SQLAlchemy URL. Kept secret: a PostgreSQL URL may carry a password."""
+    """A SQLAlchemy URL of SQLite or PostgreSQL. Kept secret: it may carry a password."""
+
+    @field_validator("url")
+    @classmethod
+    def _parse(cls, v: SecretStr | None) -> SecretStr | None:
+        # Parsed now, so a bad URL is a config error and not a traceback at the first command.
+        # The messages never quote the URL: it may carry a password.
+        if v is None:
+            return v
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            url = make_url(v.get_secret_value())
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "is not a database URL like postgresql+psycopg://user@host:5432/db or "
+                "sqlite:///path/state.db"
+            ) from None
+        if url.get_backend_name() not in STATE_BACKENDS:
+            raise ValueError(
+                "names a database mixsync does not support; use postgresql+psycopg://… or "
+                "sqlite:///…"
+            )
+        try:
+            url.get_dialect().import_dbapi()
+        except (NoSuchModuleError, ImportError):
+            raise ValueError(
+                "names a database driver that is not installed; use postgresql+psycopg://… "
+                "(installed) or sqlite:///…"
+            ) from None
+        return v
 
 
 # ---------------------------------------------------------------- filters and mapping (shape)
@@ -154,9 +195,9 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
 class FileFilters(_Model):
     include_patterns: list[Annotated[str, Field(min_length=1)]] = []
     exclude_patterns: list[Annotated[str, Field(min_length=1)]] = []
-    case_sensitive: bool = True
-    min_size_bytes: int | None = Field(default=None, ge=0)
-    max_size_bytes: int | None = Field(default=None, ge=0)
+    case_sensitive: StrictBool = True
+    min_size_bytes: StrictInt | None = Field(default=None, ge=0)
+    max_size_bytes: StrictInt | None = Field(default=None, ge=0)
     modified_after: datetime | None = None
     modified_before: datetime | None = None
     mime_types: list[str] = []
@@ -167,6 +208,17 @@ class FileFilters(_Model):
     @classmethod
     def _tz(cls, v: datetime | None, info: Any) -> datetime | None:
         return _aware(v, info.field_name)
+
+    @field_validator("include_patterns", "exclude_patterns")
+    @classmethod
+    def _globs(cls, v: list[str]) -> list[str]:
+        # Compiled now with the code that matches later (config.globs), so a pattern that
+        # would silently match nothing is a config error, not an empty sync. Letter case
+        # changes no compile error, so the check need not wait for case_sensitive.
+        bad = [why for p in v if (why := pattern_problem(p)) is not None]
+        if bad:
+            raise ValueError("; ".join(bad))
+        return v
 
     @field_validator("mime_types")
     @classmethod
@@ -227,15 +279,15 @@ class MappingSource(_Model):
     """metadata/tag: the (dotted) key to read."""
     pattern: str | None = None
     """filename_regex: a regex applied to the file name."""
-    group: int | str | None = None
+    group: StrictInt | str | None = None
     """filename_regex: which group to take (default: the first group, else the whole match)."""
     default: str | None = None
     """filename_regex (Mixpeek v0.82): the value when the pattern does not match the name."""
-    index: int | None = None
+    index: StrictInt | None = None
     """folder_path: which folder of the relative path (0 = first, -1 = last)."""
-    segment: int | None = None
+    segment: StrictInt | None = None
     """folder_path (Mixpeek v0.82's name for `index`)."""
-    full_path: bool | None = None
+    full_path: StrictBool | None = None
     """folder_path (Mixpeek v0.82): true = the whole folder path; false without a segment =
     the immediate parent folder. Neither `index`, `segment` nor `full_path` = the whole path."""
     value: Any = None
@@ -275,7 +327,7 @@ class Mapping(_Model):
     target_type: Literal["field", "blob"] = "field"
     source: MappingSource
     transform: Literal["lowercase", "uppercase", "trim", "json_parse"] | None = None
-    required: bool = False
+    required: StrictBool = False
     blob_property: str | None = Field(default=None, min_length=1)
     """blob: the bucket schema property the blob fills (default: the mapping's name)."""
     blob_type: BlobType | None = None
@@ -314,13 +366,13 @@ class ReconcileSettings(_Model):
     """Mixpeek v0.82's `reconcile` block (SyncCreateRequest.reconcile); every switch
     defaults to true there, and here."""
 
-    on_delete: bool = True
+    on_delete: StrictBool = True
     """Delete the object of a file that is gone from the source."""
-    on_update: bool = True
+    on_update: StrictBool = True
     """Re-sync a file whose content changed (a new object, then the old one is deleted)."""
-    on_filter_drift: bool = True
+    on_filter_drift: StrictBool = True
     """Delete the object of a file that no longer matches the filters."""
-    re_extract_on_update: bool = True
+    re_extract_on_update: StrictBool = True
     """Accepted for compatibility: a changed file is always processed again."""
     re_extract_fields: list[str] | None = None
     """Accepted for compatibility: mixsync re-extracts on any change of the file."""
@@ -346,25 +398,25 @@ class SyncConfig(_Model):
     connection_id: str
     source_path: str
     sync_mode: Literal["continuous", "initial_only"] = "continuous"
-    polling_interval_seconds: int = Field(default=300, ge=30, le=86_400)
+    polling_interval_seconds: StrictInt = Field(default=300, ge=30, le=86_400)
     """The feature page allows 30..900; Mixpeek v0.82 allows up to a day."""
-    batch_size: int = Field(default=50, ge=1, le=100)
-    skip_duplicates: bool = True
-    reconcile_on_sync: bool | None = None
+    batch_size: StrictInt = Field(default=50, ge=1, le=100)
+    skip_duplicates: StrictBool = True
+    reconcile_on_sync: StrictBool | None = None
     """The feature page's switch (default false). Read `reconcile_policy`, not this."""
     reconcile: ReconcileSettings | None = None
     """Mixpeek v0.82's form; a file sets this or `reconcile_on_sync`, not both."""
-    sync_concurrency: int = Field(default=1, ge=1, le=16)
+    sync_concurrency: StrictInt = Field(default=1, ge=1, le=16)
     """Groups of `batch_size` files one run puts and submits at once (threads), under the one
     owner of the pass (Mixpeek v0.82's field)."""
-    skip_batch_submission: bool = False
-    retry_backoff_seconds: int = Field(default=60, ge=0, le=86_400)
+    skip_batch_submission: StrictBool = False
+    retry_backoff_seconds: StrictInt = Field(default=60, ge=0, le=86_400)
     """Dead-letter queue: wait before retrying a failed file (x4 after the second failure)."""
-    max_consecutive_failures: int = Field(default=5, ge=1, le=1_000)
+    max_consecutive_failures: StrictInt = Field(default=5, ge=1, le=1_000)
     """Auto-suspend after this many failed runs in a row."""
-    max_deletes_per_pass: int | str = "10%"
+    max_deletes_per_pass: StrictInt | str = "10%"
     """Reconcile guard: at most this many deletions per pass, absolute or a % of tracked objects."""
-    max_objects_per_run: int = Field(default=100_000, ge=1)
+    max_objects_per_run: StrictInt = Field(default=100_000, ge=1)
     """Files one run handles before it ends and the next run carries the pass on."""
     description: str | None = Field(default=None, max_length=500)
     metadata: dict[str, Any] = {}
@@ -397,8 +449,8 @@ class SyncConfig(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not SYNC_NAME_RE.match(v):
-            raise ValueError(f"'{v}' may only contain a-z, 0-9 and _")
+        if not SYNC_NAME_RE.fullmatch(v):
+            raise ValueError(f"{v!r} may only contain a-z, 0-9 and _")
         return v
 
     @field_validator("sync_mode", mode="before")
@@ -452,9 +504,20 @@ class MixsyncConfig(_Model):
 
         raise SyncNotFound(f"{self.source_file}: no sync named '{name}' (declared: {known})")
 
+    @field_validator("connections", "buckets")
+    @classmethod
+    def _keys(cls, v: dict[str, Any], info: Any) -> dict[str, Any]:
+        bad = [k for k in v if not KEY_NAME_RE.fullmatch(k)]
+        if bad:
+            shown = ", ".join(repr(k) for k in bad)
+            raise ValueError(
+                f"{info.field_name} named {shown}: a name is 1..64 letters, digits, _, . or -"
+            )
+        return v
+
     def connection_root(self, conn: LocalConnection) -> Path:
         """The absolute root of a local connection (relative roots resolve against the file)."""
-        return (Path(self.base_dir) / conn.root).resolve()
+        return resolve_root(self.base_dir, conn.root)
 
     def state_url(self) -> str:
         if self.state.url is not None:
@@ -462,7 +525,14 @@ class MixsyncConfig(_Model):
         return f"sqlite:///{Path(self.base_dir).resolve() / '.mixsync' / 'state.db'}"
 
 
+def resolve_root(base_dir: str, root: str) -> Path:
+    """`root` made absolute against `base_dir`, symlinks resolved. Never raises for a symlink
+    loop (Path.resolve does): the provider then reports the root as unreadable."""
+    return Path(os.path.realpath(os.path.join(base_dir, root)))
+
+
 __all__ = [
+    "KEY_NAME_RE",
     "MIME_PATTERN_RE",
     "SYNC_MODE_ALIASES",
     "SYNC_NAME_RE",
@@ -490,4 +560,5 @@ __all__ = [
     "StateConfig",
     "SyncConfig",
     "_Model",
+    "resolve_root",
 ]
