@@ -37,7 +37,7 @@ _forms: dict[str, str] = {}
 """Lower-cased form of a registered value → the variable it came from."""
 _pattern: re.Pattern[str] | None = None
 
-USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@\s'\"<>]*@")
+USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?:[^/?#@\s'\"<>]*@)+")
 """`scheme://user:password@` (greedy up to the authority's last `@`: unencoded `@` in passwords)."""
 
 

@@ -40,6 +40,7 @@ from mixsync_dagster.core.status import refresh_batches
 from mixsync_dagster.dagster.resources import MixsyncResource
 from mixsync_dagster.dagster.runs import PASS_TAG, SYNC_TAG, WORKER_TAG, liveness
 from mixsync_dagster.errors import AuthError, MixsyncError, PassLost, SyncBusy
+from mixsync_dagster.redaction import redact
 from mixsync_dagster.state import Claim
 
 MAX_RUNTIME_SECONDS = 6 * 3600
@@ -290,6 +291,7 @@ def report_run_failure(
     rt: Any, run_id: str, pass_uid: str | None, message: str, *, transient: bool
 ) -> bool:
     """A run of the sync failed: one failed attempt of its pass, however many report it."""
+    message = redact(message)  # stored as failure history and last_error
     if not rt.store.record_failure_once(f"run:{run_id}", rt.sync_id, message):
         return False
     if pass_uid:
