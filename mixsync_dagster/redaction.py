@@ -150,7 +150,8 @@ class _RedactingStream:
     def __init__(self, inner: TextIO):
         self._inner = inner
         self._pending = ""
-        self._lock = threading.Lock()
+        # Reentrant: `mixsync sync` writes from its SIGINT handler, which may interrupt a write.
+        self._lock = threading.RLock()
 
     def write(self, s: str) -> int:
         if not isinstance(s, str):
