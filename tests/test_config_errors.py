@@ -514,6 +514,13 @@ CASES = [
         make=lambda tmp: (os.mkfifo(tmp / "fifo.yaml"), tmp / "fifo.yaml")[1],
     ),
     Case(
+        "config_is_a_symlink_loop",
+        None,
+        "(file)",
+        ["cannot be opened", "symbolic links"],
+        make=lambda tmp: ((tmp / "loop.yaml").symlink_to(tmp / "loop.yaml"), tmp / "loop.yaml")[1],
+    ),
+    Case(
         "larger_than_a_mebibyte",
         None,
         "(file)",

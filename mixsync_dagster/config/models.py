@@ -143,7 +143,7 @@ class StateConfig(_Model):
             url = make_url(v.get_secret_value())
         except (ArgumentError, ValueError):
             raise ValueError(
-                "is not a database URL like postgresql+psycopg://user@host:5432/db or "
+                "is not a database URL like postgresql+psycopg://host:5432/db or "
                 "sqlite:///path/state.db"
             ) from None
         if url.get_backend_name() not in STATE_BACKENDS:

@@ -103,6 +103,10 @@ def from_pydantic(err: Any, raw: Any) -> ConfigProblem:
         msg = "unknown key"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+    elif kind in ("int_type", "float_type") and isinstance(err.get("input"), bool):
+        msg = f"{str(err['input']).lower()} is a switch, not a number"
+    elif kind in ("int_type", "float_type", "bool_type") and isinstance(err.get("input"), str):
+        msg = f"{msg} (a quoted value is text)"
     leaf = field.rsplit(".", 1)[-1].split("[", 1)[0]
     fix = _FIXES.get(kind) or _FIX_BY_FIELD.get(leaf, "see the syncs.yaml reference in README.md")
     if kind in ("greater_than_equal", "less_than_equal") and leaf in _RANGES:
