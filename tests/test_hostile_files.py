@@ -32,7 +32,7 @@ from mixsync_dagster.core.judge import object_spec
 from mixsync_dagster.core.mapping import Mapped
 from mixsync_dagster.core.runtime import open_runtime
 from mixsync_dagster.errors import FileVanished
-from mixsync_dagster.providers.local import LocalProvider, RefusedFile
+from mixsync_dagster.providers.local import MAX_FOLDER_DEPTH, LocalProvider, RefusedFile
 from tests.harness import objects, write_config
 
 OUTSIDE_BYTES = b"the bytes of a file outside the root"
@@ -151,6 +151,13 @@ CASES = [
         build=lambda root, outside: device(root / "null"),
         skipped={"null": "regular"},
         needs_root=True,
+    ),
+    Case(
+        "folders_nested_past_the_limit",
+        build=lambda root, outside: write(
+            root.joinpath(*["d"] * (MAX_FOLDER_DEPTH + 5)) / "deep.txt", b"deep"
+        ),
+        skipped={"/".join(["d"] * (MAX_FOLDER_DEPTH + 1)): "deeper than"},
     ),
     # ---- swapped between the listing and the read
     Case(

@@ -24,6 +24,9 @@ from mixsync_dagster.core.records import FileItem, Page, Skipped, utc_from_times
 from mixsync_dagster.errors import FileVanished, ProviderError
 from mixsync_dagster.redaction import redact
 
+MAX_FOLDER_DEPTH = 200
+"""Folders nested deeper are skipped with a reason: the walk recurses once per level, and a
+hostile tree thousands of levels deep must not end in a RecursionError."""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -111,7 +114,8 @@ class LocalProvider:
         items: list[FileItem] = []
         skipped: list[Skipped] = []
         last: str | None = None
-        for entry in self._walk(start, key_prefix, strip, after):
+        depth = key_prefix.count("/")
+        for entry in self._walk(start, key_prefix, strip, after, depth):
             if isinstance(entry, FileItem):
                 items.append(entry)
             else:
@@ -127,7 +131,12 @@ class LocalProvider:
         return items
 
     def _walk(
-        self, folder: Path, key_prefix: str, strip: int, after: tuple[str, ...] | None
+        self,
+        folder: Path,
+        key_prefix: str,
+        strip: int,
+        after: tuple[str, ...] | None,
+        depth: int,
     ) -> Iterator[FileItem | Skipped]:
         try:
             with os.scandir(folder) as it:
@@ -161,7 +170,12 @@ class LocalProvider:
                         yield Skipped(key, refused)
                         continue
                 if e.is_dir(follow_symlinks=False):
-                    yield from self._walk(Path(e.path), key + "/", strip, sub_after)
+                    if depth >= MAX_FOLDER_DEPTH:
+                        yield Skipped(
+                            key, f"folder nested deeper than {MAX_FOLDER_DEPTH} levels; not listed"
+                        )
+                        continue
+                    yield from self._walk(Path(e.path), key + "/", strip, sub_after, depth + 1)
                     continue
                 st = e.stat(follow_symlinks=True)
             except FileNotFoundError:
