@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import sys
+
+from mixsync_dagster.redaction import redact, scrub_exception
+
 
 class MixsyncError(Exception):
-    """Base of every error mixsync raises on purpose."""
+    """Base of every error mixsync raises on purpose.
+
+    Its message is redacted when it is made (no value read from the environment, no URL
+    userinfo), and so is the exception being handled at that moment, which becomes its
+    `__cause__` or `__context__` and is shown with it (Dagster's UI, logs, tracebacks)."""
+
+    def __init__(self, *args: object):
+        scrub_exception(sys.exception())
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
+
+
+def one_line(text: str) -> str:
+    """Control characters escaped (`\\n`, `\\x00`): a problem stays one line whatever the
+    file holds."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ConfigError(MixsyncError):
@@ -13,19 +33,21 @@ class ConfigError(MixsyncError):
     def __init__(self, path: str, problems: list[ConfigProblem]):
         self.path = path
         self.problems = problems
-        lines = [f"{path}: {len(problems)} problem(s) in the sync configuration"]
+        lines = [f"{one_line(path)}: {len(problems)} problem(s) in the sync configuration"]
         lines += [f"  - {p}" for p in problems]
         super().__init__("\n".join(lines))
 
 
 class ConfigProblem:
-    """One problem in a config file: where (sync, field), what, and how to fix it."""
+    """One problem in a config file: where (sync, field), what, and how to fix it.
+
+    Each part is redacted and kept to one line when the problem is made."""
 
     def __init__(self, *, field: str, message: str, fix: str, sync: str | None = None):
-        self.sync = sync
-        self.field = field
-        self.message = message
-        self.fix = fix
+        self.sync = one_line(redact(sync)) if sync is not None else None
+        self.field = one_line(redact(field))
+        self.message = one_line(redact(message))
+        self.fix = one_line(redact(fix))
 
     def __str__(self) -> str:
         where = f"sync '{self.sync}', " if self.sync else ""

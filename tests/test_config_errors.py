@@ -10,6 +10,8 @@ secret never leaks into error text.
 from __future__ import annotations
 
 import copy
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -89,6 +91,29 @@ def top(**changes: Any) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
+def bucket_edit(**changes: Any) -> Callable[[dict[str, Any]], None]:
+    """Make the bucket a Mixpeek one (with its required fields), then apply changes."""
+
+    def edit(doc: dict[str, Any]) -> None:
+        b = {
+            "target": "mixpeek",
+            "bucket_id": "bkt_1",
+            "namespace": "ns_1",
+            "api_key": {"env": SECRET_TOKEN_VAR},
+        }
+        b.update(changes)
+        doc["buckets"]["media"] = b
+
+    return edit
+
+
+def state(url: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(doc: dict[str, Any]) -> None:
+        doc["state"] = {"url": url}
+
+    return edit
+
+
 def dup_names(doc: dict[str, Any]) -> None:
     doc["syncs"].append({**copy.deepcopy(doc["syncs"][0]), "source_path": "other/"})
 
@@ -133,6 +158,15 @@ class Case:
     text: str | None = None
     """Raw file text instead of an edited base document."""
     missing_file: bool = False
+    data: bytes | None = None
+    """Raw bytes of the file (not UTF-8, too large)."""
+    make: Callable[[Path], Path] | None = None
+    """Builds something that is not a plain file (a folder, a FIFO) and returns its path."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment for the case."""
+    absent: list[str] = field(default_factory=list)
+    """Substrings that must not appear anywhere in the error (values from the environment,
+    passwords written in the file)."""
 
 
 CASES = [
@@ -438,13 +472,11 @@ CASES = [
         edit=conn_edit(root={"env": UNSET_VAR}),
     ),
     Case(
-        "env_unset_in_sync_metadata",
-        SYNC,
-        "metadata.api_token",
+        "env_unset_bucket_api_key",
+        None,
+        "buckets.media.api_key",
         [UNSET_VAR, "not set"],
-        edit=sync_edit(
-            metadata={"origin": {"env": SECRET_TOKEN_VAR}, "api_token": {"env": UNSET_VAR}}
-        ),
+        edit=bucket_edit(api_key={"env": UNSET_VAR}, namespace={"env": SECRET_TOKEN_VAR}),
     ),
     # ---- the file itself
     Case(
@@ -547,6 +579,363 @@ CASES = [
         ["export_formats.document", "not a mime type"],
         edit=replace_conn(DRIVE, export_formats={"document": "pdf"}),
     ),
+    # ---- hostile files: each is one clear line, never a traceback
+    Case(
+        "latin1_byte",
+        None,
+        "(file)",
+        ["not utf-8", "0xe9", "line 2", "save the file as utf-8"],
+        data=b"syncs: []\n# caf\xe9\n",
+    ),
+    Case(
+        "folder_given",
+        None,
+        "(file)",
+        ["is a folder", "syncs.yaml"],
+        make=lambda tmp: tmp,
+    ),
+    Case(
+        "fifo_given",
+        None,
+        "(file)",
+        ["not a regular file"],
+        make=lambda tmp: (os.mkfifo(tmp / "fifo.yaml"), tmp / "fifo.yaml")[1],
+    ),
+    Case(
+        "config_is_a_symlink_loop",
+        None,
+        "(file)",
+        ["cannot be opened", "symbolic links"],
+        make=lambda tmp: ((tmp / "loop.yaml").symlink_to(tmp / "loop.yaml"), tmp / "loop.yaml")[1],
+    ),
+    Case(
+        "larger_than_a_mebibyte",
+        None,
+        "(file)",
+        ["larger than 1,048,576 bytes"],
+        data=b"#" * (1 << 20) + b"\nsyncs: []\n",
+    ),
+    Case(
+        "flow_nesting_3000_deep",
+        None,
+        "(file)",
+        ["deeper than 64 levels", "flatten"],
+        text="x: " + "[" * 3000 + "]" * 3000 + "\n",
+    ),
+    Case(
+        "block_nesting_3000_deep",
+        None,
+        "(file)",
+        ["deeper than 64 levels"],
+        text="".join("  " * i + f"k{i}:\n" for i in range(200)),
+    ),
+    Case(
+        "alias_bomb",
+        None,
+        "(file)",
+        ["expands to more than 100,000 values", "aliases"],
+        text='a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+        + "".join(
+            f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n"
+            for i in range(9)
+        ),
+    ),
+    Case(
+        "alias_depth_bomb",
+        None,
+        "(file)",
+        ["deeper than 64 levels once aliases are expanded"],
+        text="a0: &a0 [[[[[[[[[[x]]]]]]]]]]\n"
+        + "".join(f"a{i}: &a{i} [[[[[[[[[[*a{i - 1}]]]]]]]]]]\n" for i in range(1, 10)),
+    ),
+    Case(
+        "recursive_alias",
+        None,
+        "(file)",
+        ["contains it", "never end"],
+        text="syncs: &s [*s]\n",
+    ),
+    Case(
+        "python_object_tag",
+        None,
+        "(file)",
+        ["line 1", "constructor", "python/object"],
+        text='syncs: !!python/object/apply:os.system ["echo pwned"]\n',
+    ),
+    Case(
+        "raw_nul_character",
+        None,
+        "(file)",
+        ["unacceptable character #x0000"],
+        text="syncs: []\nx: a\x00b\n",
+    ),
+    Case(
+        "yaml_error_does_not_quote_the_file",
+        None,
+        "(file)",
+        ["line 3"],
+        text="state: {url: 'postgresql://u:Pl41nPassw0rd@h/db'}\nsyncs: [\n",
+        absent=["Pl41nPassw0rd"],
+    ),
+    # ---- duplicate keys: YAML keeps the last one silently; mixsync refuses
+    Case(
+        "duplicate_top_level_syncs",
+        None,
+        "syncs",
+        ["written twice", "lines 1 and 7", "keep one"],
+        text="syncs:\n  - {name: a, bucket: media, connection_id: inbox, source_path: x}\n"
+        "connections: {inbox: {provider: local, root: ./data}}\n"
+        "buckets: {media: {target: local}}\n"
+        "state: {url: {env: MIXSYNC_TEST_DB_URL}}\n"
+        "\n"
+        "syncs:\n  - {name: b, bucket: media, connection_id: inbox, source_path: y}\n",
+    ),
+    Case(
+        "duplicate_connection",
+        None,
+        "connections.inbox",
+        ["written twice", "lines 2 and 3"],
+        text="connections:\n  inbox: {provider: local, root: ./a}\n"
+        "  inbox: {provider: local, root: ./b}\n"
+        "buckets: {media: {target: local}}\n"
+        "syncs: [{name: s, bucket: media, connection_id: inbox, source_path: x}]\n",
+    ),
+    Case(
+        "duplicate_key_in_a_sync",
+        "s",
+        "batch_size",
+        ["written twice", "lines 5 and 6"],
+        text="connections: {inbox: {provider: local, root: ./a}}\n"
+        "buckets: {media: {target: local}}\n"
+        "syncs:\n"
+        "  - name: s\n"
+        "    batch_size: 10\n"
+        "    batch_size: 20\n"
+        "    bucket: media\n    connection_id: inbox\n    source_path: x\n",
+    ),
+    Case(
+        "duplicate_key_in_a_flow_mapping",
+        "s",
+        "metadata.k",
+        ["written twice", "lines 3 and 3"],
+        text="connections: {inbox: {provider: local, root: ./a}}\n"
+        "buckets: {media: {target: local}}\n"
+        "syncs: [{name: s, bucket: media, connection_id: inbox, source_path: x, "
+        "metadata: {k: 1, k: 2}}]\n",
+    ),
+    # ---- strict switches and numbers
+    Case("batch_size_true", SYNC, "batch_size", ["whole number"], edit=sync_edit(batch_size=True)),
+    Case(
+        "batch_size_float",
+        SYNC,
+        "batch_size",
+        ["whole number"],
+        edit=sync_edit(batch_size=10.0),
+    ),
+    Case(
+        "polling_false",
+        SYNC,
+        "polling_interval_seconds",
+        ["whole number"],
+        edit=sync_edit(polling_interval_seconds=False),
+    ),
+    Case(
+        "polling_numeric_string",
+        SYNC,
+        "polling_interval_seconds",
+        ["whole number"],
+        edit=sync_edit(polling_interval_seconds="300"),
+    ),
+    Case(
+        "include_hidden_string",
+        None,
+        "connections.inbox.include_hidden",
+        ["true or false"],
+        edit=conn_edit(include_hidden="true"),
+    ),
+    Case(
+        "skip_duplicates_one",
+        SYNC,
+        "skip_duplicates",
+        ["true or false"],
+        edit=sync_edit(skip_duplicates=1),
+    ),
+    Case(
+        "timeout_true",
+        None,
+        "buckets.media.timeout_seconds",
+        ["number"],
+        edit=bucket_edit(timeout_seconds=True),
+    ),
+    # ---- names Dagster can take
+    Case(
+        "name_trailing_newline",
+        "#1",
+        "name",
+        ["a-z, 0-9 and _", "\\n"],
+        edit=sync_edit(name="inbox_files\n"),
+    ),
+    Case(
+        "name_with_space", "inbox files", "name", ["a-z, 0-9"], edit=sync_edit(name="inbox files")
+    ),
+    Case("name_65_chars", "a" * 65, "name", ["64"], edit=sync_edit(name="a" * 65)),
+    Case(
+        "connection_name_with_newline",
+        None,
+        "connections",
+        ["'in\\nbox'", "1..64 letters"],
+        edit=lambda doc: doc["connections"].update({"in\nbox": {"provider": "local", "root": "."}}),
+    ),
+    Case(
+        "bucket_name_too_long",
+        None,
+        "buckets",
+        ["1..64 letters"],
+        edit=lambda doc: doc["buckets"].update({"b" * 65: {"target": "local"}}),
+    ),
+    # ---- globs, compiled at validation with the matcher's own code
+    Case(
+        "include_unclosed_bracket",
+        SYNC,
+        "file_filters.include_patterns",
+        ["'['", "never closes", "\\["],
+        edit=filters(include_patterns=["["]),
+    ),
+    Case(
+        "include_unclosed_brace",
+        SYNC,
+        "file_filters.include_patterns",
+        ["'{a,b'", "'{'", "never closes"],
+        edit=filters(include_patterns=["*.mp4", "{a,b"]),
+    ),
+    Case(
+        "exclude_brace_bomb",
+        SYNC,
+        "file_filters.exclude_patterns",
+        ["cannot be compiled", "limit"],
+        edit=filters(exclude_patterns=["{a,b}" * 12]),
+    ),
+    Case(
+        "include_only_a_slash",
+        SYNC,
+        "file_filters.include_patterns",
+        ["names no file"],
+        edit=filters(include_patterns=["/"]),
+    ),
+    # ---- the state URL, parsed at validation; never quoted (it may carry a password)
+    Case(
+        "state_url_not_a_url",
+        None,
+        "state.url",
+        ["not a database url", "postgresql+psycopg://"],
+        edit=state("notaurl"),
+    ),
+    Case(
+        "state_url_unsupported_database",
+        None,
+        "state.url",
+        ["does not support", "sqlite:///"],
+        edit=state("mysql://admin:Pl41nPassw0rd@db.internal/mixsync"),
+        absent=["Pl41nPassw0rd", "admin", "db.internal"],
+    ),
+    Case(
+        "state_url_unknown_driver",
+        None,
+        "state.url",
+        ["driver", "not installed"],
+        edit=state("postgresql+nodriver://admin:Pl41nPassw0rd@db.internal/mixsync"),
+        absent=["Pl41nPassw0rd", "nodriver"],
+    ),
+    Case(
+        "state_url_from_env_not_a_url",
+        None,
+        "state.url",
+        ["not a database url"],
+        edit=state({"env": "MIXSYNC_TEST_BAD_URL"}),
+        env={"MIXSYNC_TEST_BAD_URL": "Sekrit-not-a-url-Value"},
+        absent=["Sekrit-not-a-url-Value", "sekrit-not-a-url-value"],
+    ),
+    # ---- NUL characters
+    Case(
+        "nul_in_source_path",
+        SYNC,
+        "source_path",
+        ["nul character"],
+        edit=sync_edit(source_path="in\x00box/"),
+    ),
+    Case(
+        "nul_in_root",
+        None,
+        "connections.inbox.root",
+        ["nul character"],
+        edit=conn_edit(root="./da\x00ta"),
+    ),
+    # ---- {env: VAR}: only where the value can stay hidden
+    Case(
+        "env_in_sync_metadata_refused",
+        SYNC,
+        "metadata.token",
+        ["cannot be read from the environment", "credentials"],
+        edit=sync_edit(metadata={"token": {"env": SECRET_TOKEN_VAR}}),
+    ),
+    Case(
+        "env_in_extensions_refused",
+        SYNC,
+        "file_filters.extensions[0]",
+        ["cannot be read from the environment"],
+        edit=filters(extensions=[{"env": SECRET_TOKEN_VAR}]),
+        absent=[SECRET_TOKEN.lower()],
+    ),
+    Case(
+        "env_in_sync_name_refused",
+        "#1",
+        "name",
+        ["cannot be read from the environment"],
+        edit=sync_edit(name={"env": SECRET_TOKEN_VAR}),
+    ),
+    Case(
+        "env_in_a_number_refused",
+        None,
+        "buckets.media.timeout_seconds",
+        ["cannot be read from the environment"],
+        edit=bucket_edit(timeout_seconds={"env": SECRET_TOKEN_VAR}),
+    ),
+    Case(
+        "env_var_name_invalid",
+        None,
+        "buckets.media.namespace",
+        ["must name an environment variable"],
+        edit=bucket_edit(namespace={"env": "not a name"}),
+    ),
+    Case(
+        "env_value_empty",
+        None,
+        "buckets.media.namespace",
+        ["MIXSYNC_TEST_EMPTY", "is empty"],
+        edit=bucket_edit(namespace={"env": "MIXSYNC_TEST_EMPTY"}),
+        env={"MIXSYNC_TEST_EMPTY": ""},
+    ),
+    Case(
+        "env_value_too_short",
+        None,
+        "buckets.media.namespace",
+        ["MIXSYNC_TEST_SHORT", "fewer than 4 characters"],
+        edit=bucket_edit(namespace={"env": "MIXSYNC_TEST_SHORT"}),
+        env={"MIXSYNC_TEST_SHORT": "ab"},
+    ),
+    Case(
+        # The issue's leak: validation echoed the root resolved from the environment.
+        "source_path_escapes_a_root_from_env",
+        SYNC,
+        "source_path",
+        ["leaves the connection root ${MIXSYNC_TEST_ROOT}"],
+        edit=lambda doc: (
+            conn_edit(root={"env": "MIXSYNC_TEST_ROOT"})(doc),
+            sync_edit(source_path="../../x")(doc),
+        ),
+        env={"MIXSYNC_TEST_ROOT": "./Hidden-Root-Dir"},
+        absent=["Hidden-Root-Dir", "hidden-root-dir"],
+    ),
 ]
 
 
@@ -554,6 +943,11 @@ def write(tmp_path: Path, case: Case) -> Path:
     path = tmp_path / "conf dir" / f"{case.id}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     if case.missing_file:
+        return path
+    if case.make is not None:
+        return case.make(path.parent)
+    if case.data is not None:
+        path.write_bytes(case.data)
         return path
     if case.text is not None:
         path.write_text(case.text, encoding="utf-8")
@@ -575,12 +969,25 @@ def find(problems: list[ConfigProblem], sync: str | None, fld: str) -> ConfigPro
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_malformed_config_is_reported(tmp_path: Path, case: Case) -> None:
+def test_malformed_config_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: Case
+) -> None:
+    for k, v in case.env.items():
+        monkeypatch.setenv(k, v)
     path = write(tmp_path, case)
+    started = time.monotonic()
     with pytest.raises(ConfigError) as info:
         load_config(path)
+    # Bombs fail fast: nothing is expanded before the limits are checked.
+    assert time.monotonic() - started < 1.0
     err = info.value
     text = str(err)
+
+    # One header line, then exactly one line per problem.
+    assert text.count("\n") == len(err.problems)
+    assert all(line.startswith("  - ") for line in text.splitlines()[1:])
+    for needle in case.absent:
+        assert needle not in text
 
     assert str(path) in text
     assert err.path == str(path)
@@ -614,7 +1021,7 @@ def test_table_is_big_enough() -> None:
 
 def test_unset_env_names_variable_and_never_echoes_set_secrets(tmp_path: Path) -> None:
     doc = base_doc()
-    doc["syncs"][0]["metadata"] = {"token": {"env": SECRET_TOKEN_VAR}}
+    bucket_edit(namespace={"env": SECRET_TOKEN_VAR})(doc)
     doc["connections"]["inbox"]["root"] = {"env": UNSET_VAR}
     path = tmp_path / "syncs.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
@@ -657,6 +1064,36 @@ def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
     got = {(p.sync, p.field) for p in info.value.problems}
     assert got == {(SYNC, "polling_interval_seconds"), ("second", "batch_size")}
     assert "2 problem(s)" in str(info.value)
+
+
+def test_cross_references_are_reported_with_field_errors(tmp_path: Path) -> None:
+    """A missing bucket or connection is reported in the same run as field errors elsewhere
+    (it used to show up only once every field was fixed), with duplicates and NULs."""
+    path = tmp_path / "syncs.yaml"
+    path.write_text(
+        "connections: {inbox: {provider: local, root: ./data, rooot: x}}\n"
+        "buckets: {media: {target: local}}\n"
+        "syncs:\n"
+        "  - {name: a, bucket: nowhere, connection_id: inbox, source_path: x, batch_size: true}\n"
+        "  - {name: b, bucket: media, connection_id: ghost, source_path: x,\n"
+        "     file_filters: {include_patterns: ['[']}}\n"
+        "  - {name: c, bucket: media, connection_id: inbox, source_path: '../..', "
+        "polling_interval_seconds: 5, polling_interval_seconds: 6}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    got = {(p.sync, p.field) for p in info.value.problems}
+    assert got == {
+        (None, "connections.inbox.rooot"),
+        ("a", "bucket"),
+        ("a", "batch_size"),
+        ("b", "connection_id"),
+        ("b", "file_filters.include_patterns"),
+        ("c", "polling_interval_seconds"),  # written twice, and 6 < 30: one line each
+        ("c", "source_path"),
+    }
+    assert len(info.value.problems) == 8
 
 
 # ---------------------------------------------------------------- valid files
@@ -821,6 +1258,26 @@ syncs:
 
 
 def test_secret_value_is_scrubbed_even_from_errors_about_its_own_field(tmp_path, monkeypatch):
+    """The error is about the root read from the environment, and shows `${VAR}` for it, in
+    every form it takes (as written, resolved to an absolute path)."""
+    monkeypatch.setenv("MIXSYNC_TEST_SECRET_ROOT", str(tmp_path / "Sup3r-Secret-Root"))
+    path = tmp_path / "syncs.yaml"
+    path.write_text(
+        """
+connections: {c: {provider: local, root: {env: MIXSYNC_TEST_SECRET_ROOT}}}
+buckets: {b: {target: local}}
+syncs:
+  - {name: s, bucket: b, connection_id: c, source_path: ../../elsewhere}
+"""
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "Sup3r-Secret-Root".lower() not in str(info.value).lower()
+    assert "${MIXSYNC_TEST_SECRET_ROOT}" in str(info.value)
+
+
+def test_sync_settings_are_never_read_from_the_environment(tmp_path, monkeypatch):
+    """A refused `{env: VAR}` is not even read: the value is nowhere in the process's text."""
     monkeypatch.setenv("MIXSYNC_TEST_SECRET_NAME", "Sup3r-Secret-Name")
     path = tmp_path / "syncs.yaml"
     path.write_text(
@@ -833,8 +1290,8 @@ syncs:
     )
     with pytest.raises(ConfigError) as info:
         load_config(path)
+    assert [(p.sync, p.field) for p in info.value.problems] == [("#1", "name")]
     assert "Sup3r-Secret-Name" not in str(info.value)
-    assert "${MIXSYNC_TEST_SECRET_NAME}" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -859,3 +1316,49 @@ def test_reconcile_forms_map_to_one_policy(
     s = load_config(write_doc(tmp_path / "syncs.yaml", doc)).syncs[0]
     assert s.reconcile_policy == ReconcilePolicy(*policy)
     assert s.reconcile_policy.deletes == (policy[0] or policy[2])
+
+
+# ---------------------------------------------------------------- names Dagster can take
+
+NAMES = [
+    "inbox",
+    "a",
+    "inbox_files_2",
+    "_private",
+    "a" * 64,
+    "Inbox",
+    "in-box",
+    "in box",
+    "inbox\n",
+    "\ninbox",
+    "inbox\r",
+    "é",
+    "a" * 65,
+    "",
+    "in\tbox",
+]
+
+
+@pytest.mark.parametrize("name", NAMES, ids=[repr(n) for n in NAMES])
+def test_an_accepted_sync_name_builds_dagster_definitions(tmp_path: Path, name: str) -> None:
+    """Every name validation accepts is a name Dagster accepts for the sensor, the job and the
+    asset made from it (building the definitions proves it); the others are one problem on
+    `name`, never a DagsterInvalidDefinitionError later."""
+    from dagster._core.definitions.utils import is_valid_name
+
+    from mixsync_dagster.dagster.definitions import build_definitions
+
+    doc = base_doc()
+    doc["state"] = {"url": f"sqlite:///{tmp_path / 'state.db'}"}
+    doc["syncs"][0]["name"] = name
+    path = write_doc(tmp_path / "syncs.yaml", doc)
+    dagster_ok = is_valid_name(f"mixsync_{name}") and is_valid_name(f"mixsync_{name}_job")
+    try:
+        load_config(path)
+    except ConfigError as e:
+        assert [p.field for p in e.problems] == ["name"]
+        assert "\n" not in str(e.problems[0])
+        return
+    assert dagster_ok, f"{name!r} validated, but Dagster refuses it"
+    defs = build_definitions(path)
+    assert defs.get_job_def(f"mixsync_{name}_job") is not None

@@ -12,6 +12,7 @@ import click
 
 from mixsync_dagster.config import MixsyncConfig, config_path, load_config
 from mixsync_dagster.errors import ConfigError, MixsyncError, SyncNotFound
+from mixsync_dagster.redaction import guard_streams
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -70,6 +71,8 @@ def main(ctx: click.Context, config: str | None) -> None:
     # Dagster's beta/preview notices are for library authors, not for operators at a terminal.
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+    # Everything the command prints (Dagster's console log of a run included) is redacted.
+    ctx.with_resource(guard_streams())
     ctx.obj = Ctx(config)
 
 

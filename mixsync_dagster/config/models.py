@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     field_validator,
     model_validator,
 )
 
-from mixsync_dagster.config.paths import parse_path
+from mixsync_dagster.config.base import _Model
+from mixsync_dagster.config.rules import (
+    MIME_PATTERN_RE,
+    BlobType,
+    FieldMapping,
+    FileFilters,
+    Mapping,
+    MappingSource,
+    MetadataFilter,
+    MetadataOperator,
+    SchemaMapping,
+)
 
-SYNC_NAME_RE = re.compile(r"^[a-z0-9_]+$")
-MIME_PATTERN_RE = re.compile(r"^[\w.+-]+/(\*|[\w.+-]+)$")
+SYNC_NAME_RE = re.compile(r"[a-z0-9_]+")
+"""Matched whole (fullmatch: `$` would let a trailing newline through). Dagster's own rule for
+the names made from it (`mixsync_<name>`, `mixsync_<name>_job`) is [A-Za-z0-9_]+."""
+KEY_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+"""Names of connections and buckets: shown in messages and stored (at most 64 characters)."""
+STATE_BACKENDS = ("sqlite", "postgresql")
 
 SYNC_MODE_ALIASES = {"scheduled": "continuous", "one_time": "initial_only"}
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class EnvRef(_Model):
@@ -40,8 +52,8 @@ class EnvRef(_Model):
 
 class LocalConnection(_Model):
     provider: Literal["local"]
-    root: str
-    include_hidden: bool = False
+    root: str = Field(min_length=1)
+    include_hidden: StrictBool = False
     """Dot-files and dot-folders are skipped unless this is true (no .DS_Store in your bucket)."""
 
 
@@ -59,11 +71,11 @@ class S3Connection(_Model):
     endpoint_url: str | None = None
     credentials: S3Credentials | None = None
     """None: the default AWS credential chain (env, profile, instance role)."""
-    use_ssl: bool = True
-    verify_ssl: bool = True
+    use_ssl: StrictBool = True
+    verify_ssl: StrictBool = True
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
-    presign_expiry_seconds: int = Field(default=3600, ge=60, le=604_800)
-    metadata_concurrency: int = Field(default=8, ge=1, le=64)
+    presign_expiry_seconds: StrictInt = Field(default=3600, ge=60, le=604_800)
+    metadata_concurrency: StrictInt = Field(default=8, ge=1, le=64)
     """Parallel HEAD / GetObjectTagging calls when a filter or mapping needs them."""
 
 
@@ -74,7 +86,7 @@ class GCSConnection(_Model):
     """Service-account JSON (write it as {env: VAR}); None: application default credentials."""
     endpoint_url: str | None = None
     """For emulators; production leaves it unset."""
-    signed_url_expiry_seconds: int = Field(default=3600, ge=60, le=604_800)
+    signed_url_expiry_seconds: StrictInt = Field(default=3600, ge=60, le=604_800)
 
 
 class MuxConnection(_Model):
@@ -84,7 +96,7 @@ class MuxConnection(_Model):
     webhook_secret: SecretStr | None = None
     api_base_url: str = "https://api.mux.com"
     stream_base_url: str = "https://stream.mux.com"
-    page_size: int = Field(default=100, ge=1, le=100)
+    page_size: StrictInt = Field(default=100, ge=1, le=100)
 
 
 class AzureBlobConnection(_Model):
@@ -100,7 +112,7 @@ class AzureBlobConnection(_Model):
     """Only with account_key, when the name cannot be read from account_url (custom domains)."""
     account_key: SecretStr | None = None
     sas_token: SecretStr | None = None
-    sas_expiry_seconds: int = Field(default=3600, ge=60, le=604_800)
+    sas_expiry_seconds: StrictInt = Field(default=3600, ge=60, le=604_800)
     """Lifetime of the read-only SAS URLs handed to the bucket (user delegation keys: 7 days)."""
     api_version: str = Field(default="2025-11-05", pattern=r"^\d{4}-\d{2}-\d{2}$")
     """The Blob service version the client speaks: pinned, so an SDK upgrade cannot send one
@@ -187,7 +199,7 @@ class MixpeekBucket(_Model):
     base_url: str = "https://api.mixpeek.com"
     blob_property: str = Field(default="content", min_length=1)
     blob_type: Literal["auto", "video", "image", "audio", "text", "pdf", "excel"] = "auto"
-    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    timeout_seconds: StrictFloat = Field(default=30.0, gt=0, le=600)
     description: str | None = Field(default=None, max_length=500)
 
 
@@ -196,194 +208,38 @@ Bucket = Annotated[LocalBucket | MixpeekBucket, Field(discriminator="target")]
 
 class StateConfig(_Model):
     url: SecretStr | None = None
-    """Any SQLAlchemy URL. Kept secret: a PostgreSQL URL may carry a password."""
+    """A SQLAlchemy URL of SQLite or PostgreSQL. Kept secret: it may carry a password."""
 
-
-# ---------------------------------------------------------------- filters and mapping (shape)
-
-MetadataOperator = Literal[
-    "equals", "not_equals", "contains", "not_contains", "gt", "lt", "gte", "lte", "exists"
-]
-
-
-class MetadataFilter(_Model):
-    field: str = Field(min_length=1)
-    operator: MetadataOperator
-    value: Any = None
-
-    @model_validator(mode="after")
-    def _value_needed(self) -> MetadataFilter:
-        if self.operator != "exists" and self.value is None:
-            raise ValueError(f"operator '{self.operator}' needs a 'value'")
-        if (
-            self.operator == "exists"
-            and self.value is not None
-            and not isinstance(self.value, bool)
-        ):
-            raise ValueError("operator 'exists' takes value true, false or no value")
-        return self
-
-
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError(f"{name} needs a time zone, e.g. 2025-01-01T00:00:00Z")
-    return value
-
-
-class FileFilters(_Model):
-    include_patterns: list[Annotated[str, Field(min_length=1)]] = []
-    exclude_patterns: list[Annotated[str, Field(min_length=1)]] = []
-    case_sensitive: bool = True
-    min_size_bytes: int | None = Field(default=None, ge=0)
-    max_size_bytes: int | None = Field(default=None, ge=0)
-    modified_after: datetime | None = None
-    modified_before: datetime | None = None
-    mime_types: list[str] = []
-    extensions: list[str] = []
-    metadata_filters: list[MetadataFilter] = []
-
-    @field_validator("modified_after", "modified_before")
+    @field_validator("url")
     @classmethod
-    def _tz(cls, v: datetime | None, info: Any) -> datetime | None:
-        return _aware(v, info.field_name)
+    def _parse(cls, v: SecretStr | None) -> SecretStr | None:
+        # Parsed now, so a bad URL is a config error and not a traceback at the first command.
+        # The messages never quote the URL: it may carry a password.
+        if v is None:
+            return v
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-    @field_validator("mime_types")
-    @classmethod
-    def _mime(cls, v: list[str]) -> list[str]:
-        for m in v:
-            if not MIME_PATTERN_RE.match(m):
-                raise ValueError(f"'{m}' is not a MIME type like 'video/mp4' or 'video/*'")
-        return v
-
-    @field_validator("extensions")
-    @classmethod
-    def _ext(cls, v: list[str]) -> list[str]:
-        out = []
-        for e in v:
-            e = e.strip().lower()
-            if not e or "/" in e or e == ".":
-                raise ValueError(f"'{e}' is not a file extension like '.mp4'")
-            out.append(e if e.startswith(".") else "." + e)
-        return out
-
-    def range_problems(self) -> list[tuple[str, str, str]]:
-        """(field, message, fix) for ranges that can never match a file."""
-        out = []
-        lo, hi = self.min_size_bytes, self.max_size_bytes
-        if lo is not None and hi is not None and lo > hi:
-            out.append(
-                (
-                    "file_filters.max_size_bytes",
-                    f"max_size_bytes ({hi}) < min_size_bytes ({lo}), so no file matches",
-                    "make max_size_bytes >= min_size_bytes",
-                )
+        try:
+            url = make_url(v.get_secret_value())
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "is not a database URL like postgresql+psycopg://host:5432/db or "
+                "sqlite:///path/state.db"
+            ) from None
+        if url.get_backend_name() not in STATE_BACKENDS:
+            raise ValueError(
+                "names a database mixsync does not support; use postgresql+psycopg://… or "
+                "sqlite:///…"
             )
-        a, b = self.modified_after, self.modified_before
-        if a is not None and b is not None and a >= b:
-            out.append(
-                (
-                    "file_filters.modified_before",
-                    "modified_before is not later than modified_after, so no file matches",
-                    "make modified_before later than modified_after",
-                )
-            )
-        return out
-
-
-class FieldMapping(_Model):
-    source: str
-
-    @field_validator("source")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        parse_path(v)
+        try:
+            url.get_dialect().import_dbapi()
+        except (NoSuchModuleError, ImportError):
+            raise ValueError(
+                "names a database driver that is not installed; use postgresql+psycopg://… "
+                "(installed) or sqlite:///…"
+            ) from None
         return v
-
-
-class MappingSource(_Model):
-    type: Literal["metadata", "tag", "filename_regex", "folder_path", "constant", "file"]
-    key: str | None = None
-    """metadata/tag: the (dotted) key to read."""
-    pattern: str | None = None
-    """filename_regex: a regex applied to the file name."""
-    group: int | str | None = None
-    """filename_regex: which group to take (default: the first group, else the whole match)."""
-    default: str | None = None
-    """filename_regex (Mixpeek v0.82): the value when the pattern does not match the name."""
-    index: int | None = None
-    """folder_path: which folder of the relative path (0 = first, -1 = last)."""
-    segment: int | None = None
-    """folder_path (Mixpeek v0.82's name for `index`)."""
-    full_path: bool | None = None
-    """folder_path (Mixpeek v0.82): true = the whole folder path; false without a segment =
-    the immediate parent folder. Neither `index`, `segment` nor `full_path` = the whole path."""
-    value: Any = None
-    """constant: the value."""
-
-    @model_validator(mode="after")
-    def _needs(self) -> MappingSource:
-        if self.type in ("metadata", "tag") and not self.key:
-            raise ValueError(f"source type '{self.type}' needs 'key'")
-        if self.type != "filename_regex" and self.default is not None:
-            raise ValueError("'default' belongs to source type 'filename_regex'")
-        folder_keys = [k for k in ("index", "segment", "full_path") if getattr(self, k) is not None]
-        if self.type != "folder_path" and folder_keys:
-            raise ValueError(f"'{folder_keys[0]}' belongs to source type 'folder_path'")
-        if self.index is not None and self.segment is not None:
-            raise ValueError("give 'segment' or 'index' (the same thing), not both")
-        if self.full_path and (self.index is not None or self.segment is not None):
-            raise ValueError("full_path: true takes the whole folder path; drop the segment")
-        if self.type == "filename_regex":
-            if not self.pattern:
-                raise ValueError("source type 'filename_regex' needs 'pattern'")
-            try:
-                re.compile(self.pattern)
-            except re.error as e:
-                raise ValueError(f"pattern is not a valid regular expression: {e}") from e
-        if self.type == "file" and self.key:
-            parse_path(self.key)
-        if self.type == "constant" and self.value is None:
-            raise ValueError("source type 'constant' needs 'value'")
-        return self
-
-
-BlobType = Literal["auto", "video", "image", "audio", "text", "pdf", "excel"]
-
-
-class Mapping(_Model):
-    target_type: Literal["field", "blob"] = "field"
-    source: MappingSource
-    transform: Literal["lowercase", "uppercase", "trim", "json_parse"] | None = None
-    required: bool = False
-    blob_property: str | None = Field(default=None, min_length=1)
-    """blob: the bucket schema property the blob fills (default: the mapping's name)."""
-    blob_type: BlobType | None = None
-    """blob: how the bucket processes it (default auto: from the MIME type)."""
-    mime_type_override: str | None = None
-    """blob: the MIME type to declare instead of the detected one."""
-
-    @model_validator(mode="after")
-    def _blob_keys(self) -> Mapping:
-        if self.target_type != "blob":
-            for k in ("blob_property", "blob_type", "mime_type_override"):
-                if getattr(self, k) is not None:
-                    raise ValueError(f"'{k}' belongs to target_type: blob mappings")
-        mime = self.mime_type_override
-        if mime is not None and (not MIME_PATTERN_RE.match(mime) or mime.endswith("/*")):
-            raise ValueError(f"mime_type_override '{mime}' is not a MIME type like 'video/mp4'")
-        return self
-
-
-class SchemaMapping(_Model):
-    field_mappings: dict[str, FieldMapping] = {}
-    mappings: dict[str, Mapping] = {}
-
-    @model_validator(mode="after")
-    def _no_clash(self) -> SchemaMapping:
-        both = set(self.field_mappings) & set(self.mappings)
-        if both:
-            raise ValueError(f"target(s) {sorted(both)} mapped twice (field_mappings and mappings)")
-        return self
 
 
 # ---------------------------------------------------------------- syncs
@@ -393,13 +249,13 @@ class ReconcileSettings(_Model):
     """Mixpeek v0.82's `reconcile` block (SyncCreateRequest.reconcile); every switch
     defaults to true there, and here."""
 
-    on_delete: bool = True
+    on_delete: StrictBool = True
     """Delete the object of a file that is gone from the source."""
-    on_update: bool = True
+    on_update: StrictBool = True
     """Re-sync a file whose content changed (a new object, then the old one is deleted)."""
-    on_filter_drift: bool = True
+    on_filter_drift: StrictBool = True
     """Delete the object of a file that no longer matches the filters."""
-    re_extract_on_update: bool = True
+    re_extract_on_update: StrictBool = True
     """Accepted for compatibility: a changed file is always processed again."""
     re_extract_fields: list[str] | None = None
     """Accepted for compatibility: mixsync re-extracts on any change of the file."""
@@ -425,25 +281,25 @@ class SyncConfig(_Model):
     connection_id: str
     source_path: str
     sync_mode: Literal["continuous", "initial_only"] = "continuous"
-    polling_interval_seconds: int = Field(default=300, ge=30, le=86_400)
+    polling_interval_seconds: StrictInt = Field(default=300, ge=30, le=86_400)
     """The feature page allows 30..900; Mixpeek v0.82 allows up to a day."""
-    batch_size: int = Field(default=50, ge=1, le=100)
-    skip_duplicates: bool = True
-    reconcile_on_sync: bool | None = None
+    batch_size: StrictInt = Field(default=50, ge=1, le=100)
+    skip_duplicates: StrictBool = True
+    reconcile_on_sync: StrictBool | None = None
     """The feature page's switch (default false). Read `reconcile_policy`, not this."""
     reconcile: ReconcileSettings | None = None
     """Mixpeek v0.82's form; a file sets this or `reconcile_on_sync`, not both."""
-    sync_concurrency: int = Field(default=1, ge=1, le=16)
+    sync_concurrency: StrictInt = Field(default=1, ge=1, le=16)
     """Groups of `batch_size` files one run puts and submits at once (threads), under the one
     owner of the pass (Mixpeek v0.82's field)."""
-    skip_batch_submission: bool = False
-    retry_backoff_seconds: int = Field(default=60, ge=0, le=86_400)
+    skip_batch_submission: StrictBool = False
+    retry_backoff_seconds: StrictInt = Field(default=60, ge=0, le=86_400)
     """Dead-letter queue: wait before retrying a failed file (x4 after the second failure)."""
-    max_consecutive_failures: int = Field(default=5, ge=1, le=1_000)
+    max_consecutive_failures: StrictInt = Field(default=5, ge=1, le=1_000)
     """Auto-suspend after this many failed runs in a row."""
-    max_deletes_per_pass: int | str = "10%"
+    max_deletes_per_pass: StrictInt | str = "10%"
     """Reconcile guard: at most this many deletions per pass, absolute or a % of tracked objects."""
-    max_objects_per_run: int = Field(default=100_000, ge=1)
+    max_objects_per_run: StrictInt = Field(default=100_000, ge=1)
     """Files one run handles before it ends and the next run carries the pass on."""
     description: str | None = Field(default=None, max_length=500)
     metadata: dict[str, Any] = {}
@@ -476,8 +332,8 @@ class SyncConfig(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not SYNC_NAME_RE.match(v):
-            raise ValueError(f"'{v}' may only contain a-z, 0-9 and _")
+        if not SYNC_NAME_RE.fullmatch(v):
+            raise ValueError(f"{v!r} may only contain a-z, 0-9 and _")
         return v
 
     @field_validator("sync_mode", mode="before")
@@ -531,9 +387,20 @@ class MixsyncConfig(_Model):
 
         raise SyncNotFound(f"{self.source_file}: no sync named '{name}' (declared: {known})")
 
+    @field_validator("connections", "buckets")
+    @classmethod
+    def _keys(cls, v: dict[str, Any], info: Any) -> dict[str, Any]:
+        bad = [k for k in v if not KEY_NAME_RE.fullmatch(k)]
+        if bad:
+            shown = ", ".join(repr(k) for k in bad)
+            raise ValueError(
+                f"{info.field_name} named {shown}: a name is 1..64 letters, digits, _, . or -"
+            )
+        return v
+
     def connection_root(self, conn: LocalConnection) -> Path:
         """The absolute root of a local connection (relative roots resolve against the file)."""
-        return (Path(self.base_dir) / conn.root).resolve()
+        return resolve_root(self.base_dir, conn.root)
 
     def state_url(self) -> str:
         if self.state.url is not None:
@@ -541,7 +408,14 @@ class MixsyncConfig(_Model):
         return f"sqlite:///{Path(self.base_dir).resolve() / '.mixsync' / 'state.db'}"
 
 
+def resolve_root(base_dir: str, root: str) -> Path:
+    """`root` made absolute against `base_dir`, symlinks resolved. Never raises for a symlink
+    loop (Path.resolve does): the provider then reports the root as unreadable."""
+    return Path(os.path.realpath(os.path.join(base_dir, root)))
+
+
 __all__ = [
+    "KEY_NAME_RE",
     "MIME_PATTERN_RE",
     "SYNC_MODE_ALIASES",
     "SYNC_NAME_RE",
@@ -572,4 +446,5 @@ __all__ = [
     "StateConfig",
     "SyncConfig",
     "_Model",
+    "resolve_root",
 ]

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from wcmatch import glob
-
 from mixsync_dagster.config import FileFilters, MetadataFilter
+from mixsync_dagster.config.globs import GLOB_CHARS, compile_patterns, normalize_pattern
 from mixsync_dagster.config.paths import MISSING, resolve
 from mixsync_dagster.core.records import FileItem
 
@@ -43,42 +42,6 @@ def mime_type_of(item: FileItem) -> str | None:
     return guessed
 
 
-def _flags(case_sensitive: bool) -> int:
-    flags = glob.GLOBSTAR | glob.DOTMATCH | glob.BRACE
-    return flags | (glob.CASE if case_sensitive else glob.IGNORECASE)
-
-
-_GLOB_CHARS = "*?[{"
-
-
-def normalize_pattern(pattern: str) -> str:
-    """Rewrite a user's pattern into the anchored glob we match against the relative path.
-
-    - no `/` (`*.mp4`, `*_temp.*`): the file name, at any depth → `**/*.mp4`
-    - a trailing `/` (`drafts/`): that folder at any depth and everything below it
-    - a leading `/` anchors at source_path; otherwise a leading `*/` means any folder depth
-      (`*/drafts/*` matches `drafts/a.mp4` and `x/y/drafts/a.mp4`), and a trailing `/*` means
-      everything below (`*/drafts/*` matches `x/drafts/sub/a.mp4`)
-    """
-    p = pattern.strip()
-    anchored = p.startswith("/")
-    p = p.lstrip("/")
-    if p.endswith("/"):
-        p = p.rstrip("/")
-        if not anchored and p.startswith("*/"):
-            p = "**/" + p[2:]
-        elif not anchored and "/" not in p:
-            p = "**/" + p
-        return p + "/**"
-    if "/" not in p:
-        return p if anchored else "**/" + p
-    if not anchored and p.startswith("*/"):
-        p = "**/" + p[2:]
-    if p.endswith("/*"):
-        p = p[:-2] + "/**"
-    return p
-
-
 def literal_prefix(patterns: list[str], case_sensitive: bool = True) -> str:
     """The folder prefix every include pattern starts with (`2025/q1/`), or '' if none.
 
@@ -89,7 +52,7 @@ def literal_prefix(patterns: list[str], case_sensitive: bool = True) -> str:
     prefixes = []
     for raw in patterns:
         p = normalize_pattern(raw)
-        cut = min((i for i, ch in enumerate(p) if ch in _GLOB_CHARS), default=len(p))
+        cut = min((i for i, ch in enumerate(p) if ch in GLOB_CHARS), default=len(p))
         head = p[:cut]
         prefixes.append(head[: head.rfind("/") + 1] if "/" in head else "")
     common = prefixes[0]
@@ -208,9 +171,9 @@ def compile_filters(f: FileFilters) -> CompiledFilters:
             )
 
         checks.append(mime)
-    flags = _flags(f.case_sensitive)
+    # The compile the config validation ran: a pattern that validated is the one that matches.
     if f.include_patterns:
-        inc = glob.compile([normalize_pattern(p) for p in f.include_patterns], flags=flags)
+        inc = compile_patterns(tuple(f.include_patterns), f.case_sensitive)
         checks.append(
             lambda item: (
                 ACCEPT
@@ -223,7 +186,7 @@ def compile_filters(f: FileFilters) -> CompiledFilters:
             )
         )
     if f.exclude_patterns:
-        pats = [(p, glob.compile([normalize_pattern(p)], flags=flags)) for p in f.exclude_patterns]
+        pats = [(p, compile_patterns((p,), f.case_sensitive)) for p in f.exclude_patterns]
 
         def exclude(item: FileItem) -> Verdict:
             for p, m in pats:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from mixsync_dagster.core.filters import Verdict, compile_filters, mime_type_of
 from mixsync_dagster.core.mapping import Mapped, mapping_needs_metadata
 from mixsync_dagster.core.records import FileItem
+from mixsync_dagster.redaction import redact
 from mixsync_dagster.targets.base import ObjectSpec, idempotency_key
 
 if TYPE_CHECKING:
@@ -66,7 +67,9 @@ def object_spec(
         source_key=item.key,
         fingerprint=item.fingerprint,
         idempotency_key=idempotency_key(rt.name, item.key, item.fingerprint),
-        uri=item.url or item.key,
+        # Stored and printed: a URL made from a setting read from the environment (a Mux
+        # stream_base_url, a local root) is masked; fetch_url hands the target the real one.
+        uri=redact(item.url or item.key),
         mime_type=mime_type_of(item),
         size=item.size,
         metadata=metadata,

@@ -16,6 +16,7 @@ from mixsync_dagster.config import Mapping, SchemaMapping
 from mixsync_dagster.config.paths import MISSING, parse_path, resolve
 from mixsync_dagster.core.records import FileItem
 from mixsync_dagster.errors import PermanentFileError
+from mixsync_dagster.redaction import redact
 from mixsync_dagster.targets.base import BlobSpec
 
 
@@ -156,4 +157,6 @@ def _source_value(m: Mapping, item: FileItem, record: dict[str, Any], rx: Any) -
     # "file": the file itself (its URL), or a named field of the file record.
     if src.key:
         return resolve(record, parse_path(src.key))
-    return item.url or MISSING
+    # The same masking as the object's uri (core.judge), so "the file itself" still compares
+    # equal to it and no URL made from a setting read from the environment is stored.
+    return redact(item.url) if item.url else MISSING

@@ -24,6 +24,7 @@ from mixsync_dagster.core.records import Skipped, utcnow
 from mixsync_dagster.core.runtime import SyncRuntime
 from mixsync_dagster.core.segment import PAGE_SIZE, SAMPLES, needs_work
 from mixsync_dagster.errors import AuthError, MixsyncError, ProviderError, TransientError
+from mixsync_dagster.redaction import redact
 from mixsync_dagster.state import Claim, PassRow
 
 TICK_LISTING_BUDGET_SECONDS = 20.0
@@ -150,7 +151,7 @@ def scan(
     try:
         result = _scan_pages(rt, claim, p, budget_seconds, hand_over)
     except ProviderError as e:
-        store.note_listing(rt.sync_id, f"{type(e).__name__}: {e}")
+        store.note_listing(rt.sync_id, redact(f"{type(e).__name__}: {e}"))
         raise
     store.note_listing(rt.sync_id, None)
     return result
@@ -282,8 +283,11 @@ def fail_attempt(
 ) -> tuple[bool, str]:
     """A tick or run of the pass failed. Transient errors are retried after a backoff until the
     pass has failed PASS_ATTEMPTS times; others give the pass up at once. A given-up pass counts
-    once toward auto-suspend. Returns (counted, the sync's status)."""
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    once toward auto-suspend. Returns (counted, the sync's status).
+
+    The text becomes `last_error` (state database, status, sensor skip reasons): redacted,
+    whatever raised it."""
+    text = redact(error if isinstance(error, str) else f"{type(error).__name__}: {error}")
     if transient is None:
         transient = isinstance(error, BaseException) and is_transient(error)
     p = rt.store.get_pass(rt.sync_id)
@@ -301,7 +305,7 @@ def fail_attempt(
 
 def fail_before_pass(rt: SyncRuntime, error: MixsyncError | str) -> str:
     """A failure with no pass to charge it to: counts once. Returns the sync's status."""
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    text = redact(error if isinstance(error, str) else f"{type(error).__name__}: {error}")
     return rt.store.count_outside_pass(rt.sync_id, text, rt.sync.max_consecutive_failures)
 
 

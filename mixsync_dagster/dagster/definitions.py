@@ -16,7 +16,9 @@ from mixsync_dagster.dagster.sensors import build_run_failure_sensor, build_sync
 
 def build_definitions(path: str | os.PathLike[str] | None = None) -> Definitions:
     """Everything or nothing: a config error raises before any definition is built."""
-    resolved = str(config_path(path).resolve())
+    # realpath, not Path.resolve: a config path that is a symlink loop must reach load_config,
+    # which reports it as a config problem, instead of raising RuntimeError here.
+    resolved = os.path.realpath(config_path(path))
     cfg = load_config(resolved)
     jobs, health_jobs, sensors, assets = [], [], [], []
     for sync in cfg.syncs:

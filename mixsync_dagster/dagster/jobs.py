@@ -47,6 +47,7 @@ from mixsync_dagster.dagster.control import stop_for_suspension, view
 from mixsync_dagster.dagster.resources import MixsyncResource
 from mixsync_dagster.dagster.runs import PASS_TAG, SYNC_TAG, WORKER_TAG, liveness
 from mixsync_dagster.errors import AuthError, MixsyncError, PassLost, SyncBusy
+from mixsync_dagster.redaction import redact
 from mixsync_dagster.state import Claim
 
 MAX_RUNTIME_SECONDS = 6 * 3600
@@ -265,6 +266,7 @@ def report_run_failure(
 ) -> str | None:
     """A run of the sync failed: one failed attempt of its pass, however many report it.
     Returns the sync's status when this report counted (None: reported before)."""
+    message = redact(message)  # stored as failure history and last_error
     if not rt.store.record_failure_once(f"run:{run_id}", rt.sync_id, message):
         return None
     if pass_uid:

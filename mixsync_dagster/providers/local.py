@@ -1,7 +1,17 @@
-"""A local folder as a source: a sorted walk that can resume after any key."""
+"""A local folder as a source: a sorted walk that can resume after any key, and an open that
+reads nothing but the regular file it listed, inside the root.
+
+The tree may change, or be changed by someone hostile, between the listing and the read. So
+`open` trusts nothing the listing saw: it walks the key's folders from the root one component
+at a time with `O_NOFOLLOW` (a folder swapped for a symlink is refused), looks at the file
+without following it, opens it with `O_NOFOLLOW | O_NONBLOCK` (a FIFO never blocks) and checks
+with `fstat` that what it opened is the regular file it looked at. A symlink inside the root
+(which the listing offers) is resolved and its target opened the same way, once.
+"""
 
 from __future__ import annotations
 
+import errno
 import functools
 import mimetypes
 import os
@@ -14,6 +24,41 @@ from urllib.parse import quote_from_bytes
 
 from mixsync_dagster.core.records import FileItem, Page, Skipped, utc_from_timestamp
 from mixsync_dagster.errors import FileVanished, ProviderError
+from mixsync_dagster.redaction import redact
+
+MAX_FOLDER_DEPTH = 200
+"""Folders nested deeper are skipped with a reason: the walk recurses once per level, and a
+hostile tree thousands of levels deep must not end in a RecursionError."""
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class RefusedFile(OSError):
+    """The listed file is now something mixsync will not read: a symlink leaving the root, a
+    FIFO, a device. An OSError, so the target fails that one file with the reason (it is
+    retried later, and listed again as whatever it has become)."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(errno.EPERM, f"{reason}; not read")
+        self.key = key
+
+
+def safe_name(name: str) -> str:
+    """A folder entry's name as text that any database or JSON accepts: itself when it is
+    valid UTF-8, else with the undecodable bytes written as `\\xNN` (shown, never opened)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
+
+
+def _is_loop(path: str) -> bool:
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
 
 
 @functools.lru_cache(maxsize=4096)
@@ -34,7 +79,7 @@ class LocalProvider:
     The order makes a key a resumable position: a walk restarted "after key K" skips every folder
     that sorts before K's folder without reading it. Only one folder's entries are held at a time.
     Symlinks are followed only when they point to a file inside the root; hidden entries (dot
-    names) are skipped unless `include_hidden`.
+    names) are skipped unless `include_hidden`; names that are not UTF-8 are skipped with a reason.
     """
 
     name = "local"
@@ -42,12 +87,15 @@ class LocalProvider:
     url_fetchable = True  # file:// URLs: the Mixpeek target uploads them (cheap_open)
 
     def __init__(self, root: Path, *, include_hidden: bool = False):
-        self.root = root.resolve()
-        self._root_uri = self.root.as_uri().rstrip("/") + "/"
+        # realpath, not Path.resolve: a root that is a symlink loop must not raise here.
+        self.root = Path(os.path.realpath(root))
         self.include_hidden = include_hidden
+        base = str(self.root).rstrip("/") + "/"
+        # The root may come from the environment: its URL form is masked once, here.
+        self._url_prefix = redact("file://" + quote_from_bytes(os.fsencode(base)))
 
     def source_dir(self, source_path: str) -> Path:
-        return (self.root / source_path.lstrip("/")).resolve()
+        return Path(os.path.realpath(self.root / source_path.lstrip("/")))
 
     def list_pages(
         self, source_path: str, position: str | None, page_size: int, prefix: str = ""
@@ -61,10 +109,13 @@ class LocalProvider:
         if not base.is_relative_to(self.root):
             raise ProviderError(f"source path '{source_path}' leaves the connection root")
         if not base.is_dir():
-            raise ProviderError(f"source folder {base} does not exist or is not a folder")
+            what = (
+                "is a symlink loop" if _is_loop(str(base)) else "does not exist or is not a folder"
+            )
+            raise ProviderError(f"source folder {base} {what}")
         base_key = base.relative_to(self.root).as_posix()
         strip = 0 if base_key == "." else len(base_key) + 1
-        start = (base / prefix).resolve() if prefix else base
+        start = Path(os.path.realpath(base / prefix)) if prefix else base
         if not start.is_relative_to(base) or not start.is_dir():
             yield Page([], [], None)  # nothing under the pushed-down prefix (yet)
             return
@@ -78,7 +129,8 @@ class LocalProvider:
         items: list[FileItem] = []
         skipped: list[Skipped] = []
         last: str | None = None
-        for entry in self._walk(start, key_prefix, strip, after):
+        depth = key_prefix.count("/")
+        for entry in self._walk(start, key_prefix, strip, after, depth):
             if isinstance(entry, FileItem):
                 items.append(entry)
             else:
@@ -94,52 +146,77 @@ class LocalProvider:
         return items
 
     def _walk(
-        self, folder: Path, key_prefix: str, strip: int, after: tuple[str, ...] | None
+        self,
+        folder: Path,
+        key_prefix: str,
+        strip: int,
+        after: tuple[str, ...] | None,
+        depth: int,
     ) -> Iterator[FileItem | Skipped]:
         try:
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                # Sorted by the name as keys show it, so positions compare like the walk.
+                entries = sorted(((safe_name(e.name), e) for e in it), key=lambda p: p[0])
         except FileNotFoundError:
             return  # the folder vanished mid-walk: nothing in it to list
         except OSError as err:
             raise ProviderError(f"cannot list {folder}: {err.strerror}") from err
-        for e in entries:
+        for name, e in entries:
             sub_after: tuple[str, ...] | None = None
             if after is not None:
-                if e.name < after[0]:
+                if name < after[0]:
                     continue
-                if e.name == after[0]:
+                if name == after[0]:
                     if len(after) == 1:
                         continue  # this entry is the position itself: already listed
                     sub_after = after[1:]
-            if not self.include_hidden and e.name.startswith("."):
+            if not self.include_hidden and name.startswith("."):
                 continue
-            key = key_prefix + e.name
+            key = key_prefix + name
+            if name != e.name:
+                yield Skipped(
+                    key, "the name is not valid UTF-8 (shown escaped); rename it to sync it"
+                )
+                continue
             try:
                 if e.is_symlink():
-                    if not os.path.exists(e.path):
-                        yield Skipped(key, "broken symlink (its target does not exist)")
-                        continue
-                    target = Path(os.path.realpath(e.path))
-                    if not target.is_relative_to(self.root):
-                        yield Skipped(key, "symlink points outside the connection root (refused)")
-                        continue
-                    if target.is_dir():
-                        yield Skipped(key, "symlinked folder not followed (avoids loops)")
+                    refused = self._symlink_problem(e.path)
+                    if refused:
+                        yield Skipped(key, refused)
                         continue
                 if e.is_dir(follow_symlinks=False):
-                    yield from self._walk(Path(e.path), key + "/", strip, sub_after)
+                    if depth >= MAX_FOLDER_DEPTH:
+                        yield Skipped(
+                            key, f"folder nested deeper than {MAX_FOLDER_DEPTH} levels; not listed"
+                        )
+                        continue
+                    yield from self._walk(Path(e.path), key + "/", strip, sub_after, depth + 1)
                     continue
                 st = e.stat(follow_symlinks=True)
             except FileNotFoundError:
                 continue  # vanished between the folder read and the stat: not ours to list
-            except OSError as err:  # a symlink loop, a permission problem on one entry
+            except OSError as err:  # a permission problem on one entry
                 yield Skipped(key, f"cannot read entry: {err.strerror}")
                 continue
             if not stat.S_ISREG(st.st_mode):
                 yield Skipped(key, "not a regular file")
                 continue
-            yield self._item(key, key[strip:], e.name, st)
+            yield self._item(key, key[strip:], name, st)
+
+    def _symlink_problem(self, path: str) -> str | None:
+        """Why a symlink is not offered, or None for a link to a file inside the root."""
+        try:
+            os.stat(path)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return "symlink loop (the link leads back to itself)"
+            return "broken symlink (its target does not exist)"
+        target = Path(os.path.realpath(path))
+        if not target.is_relative_to(self.root):
+            return "symlink points outside the connection root (refused)"
+        if target.is_dir():
+            return "symlinked folder not followed (avoids loops)"
+        return None
 
     def _item(self, key: str, rel_path: str, name: str, st: os.stat_result) -> FileItem:
         dot = name.find(".", 1)
@@ -160,8 +237,8 @@ class LocalProvider:
         """`Path.as_uri()` of root/key, without building a Path per file (listing hot path):
         keys of unreserved characters need no quoting at all."""
         if _UNRESERVED.fullmatch(key):
-            return self._root_uri + key
-        return self._root_uri + quote_from_bytes(os.fsencode(key))
+            return self._url_prefix + key
+        return self._url_prefix + quote_from_bytes(os.fsencode(key))
 
     def blob_url(self, item: FileItem) -> str:
         return item.url or self.file_uri(item.key)
@@ -173,10 +250,83 @@ class LocalProvider:
         return f"{where} is readable ({len(first.items) + len(first.skipped)} entry seen)"
 
     def open(self, item: FileItem) -> BinaryIO:
-        """Open a listed file for reading; FileVanished if it is gone."""
+        """Open a listed file for reading: FileVanished if it is gone, RefusedFile if it is no
+        longer a regular file inside the root."""
+        fd = self._open_beneath(item.key, follow=True)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+
+    def _open_beneath(self, key: str, *, follow: bool) -> int:
+        parts = key.split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise RefusedFile(key, f"'{key}' is not a plain path inside the connection root")
+        dir_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            return (self.root / item.key).open("rb")
+            for i, part in enumerate(parts[:-1]):
+                try:
+                    sub = os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    raise FileVanished(f"{key} was removed after it was listed") from None
+                except OSError as e:
+                    if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    folder = "/".join(parts[: i + 1])
+                    raise RefusedFile(
+                        key, f"the folder '{folder}' was replaced by a symlink or a file"
+                    ) from None
+                os.close(dir_fd)
+                dir_fd = sub
+            return self._open_file(dir_fd, parts[-1], key, follow=follow)
+        finally:
+            os.close(dir_fd)
+
+    def _open_file(self, dir_fd: int, name: str, key: str, *, follow: bool) -> int:
+        try:
+            before = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
-            raise FileVanished(f"{item.key} was removed after it was listed") from None
-        except IsADirectoryError:
-            raise FileVanished(f"{item.key} is now a folder") from None
+            raise FileVanished(f"{key} was removed after it was listed") from None
+        mode = before.st_mode
+        if stat.S_ISLNK(mode):
+            if not follow:
+                raise RefusedFile(key, "the file was replaced by a symlink while being opened")
+            return self._open_link(key)
+        if stat.S_ISDIR(mode):
+            raise FileVanished(f"{key} is now a folder")
+        if not stat.S_ISREG(mode):
+            # Looked at, never opened: opening a FIFO or a device may block or act.
+            raise RefusedFile(key, f"the file was replaced by {_kind(mode)}")
+        try:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            raise FileVanished(f"{key} was removed after it was listed") from None
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            raise RefusedFile(
+                key, "the file was replaced by a symlink while being opened"
+            ) from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            os.close(fd)
+            raise RefusedFile(key, "the file was replaced while being opened")
+        return fd
+
+    def _open_link(self, key: str) -> int:
+        """A symlink at `key`: open its target if it is a file inside the root (as listed)."""
+        problem = self._symlink_problem(str(self.root / key))
+        if problem is not None:
+            raise RefusedFile(key, f"the file is now a {problem}")
+        target = Path(os.path.realpath(self.root / key)).relative_to(self.root).as_posix()
+        # The target is opened component by component without following anything: a link
+        # swapped again in between is refused, never followed out of the root.
+        return self._open_beneath(target, follow=False)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "something that is not a regular file"

@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 import random
 import time
 import weakref
@@ -57,8 +56,9 @@ from tenacity import (
 from mixsync_dagster.config import MuxConnection
 from mixsync_dagster.core.records import FileItem, Page, Skipped
 from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
+from mixsync_dagster.redaction import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MUX_SCHEME = "mux://"
 MAX_LIMIT = 100

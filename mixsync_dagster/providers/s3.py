@@ -8,7 +8,6 @@ of that same form.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,8 +31,9 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from mixsync_dagster.config import S3Connection, split_bucket_path
 from mixsync_dagster.core.records import FileItem, Page, Skipped
 from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
+from mixsync_dagster.redaction import get_logger, redact
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MAX_ATTEMPTS = 5
 """botocore's standard retry mode: 1 try + 4 retries with full-jitter exponential backoff
@@ -469,7 +469,9 @@ class S3Provider:
         return bucket, key
 
     def _where(self) -> str:
-        return self.conn.endpoint_url or f"AWS S3 region {self.conn.region}"
+        """Where the store is, as messages show it (an endpoint or region from the environment
+        masked, an endpoint's userinfo always)."""
+        return redact(self.conn.endpoint_url or f"AWS S3 region {self.conn.region}")
 
     def _call(
         self, what: str, bucket: str | None, key: str | None, op: str, req: dict[str, Any]
@@ -507,7 +509,7 @@ class S3Provider:
                     f"{who}: S3 refused the request {what} with {label}. Check the connection's "
                     f"access_key_id / secret_access_key (or the default AWS credential chain when "
                     f"none are set), region '{self.conn.region}', endpoint_url "
-                    f"({self.conn.endpoint_url or 'AWS'}), and that the bucket policy / IAM policy "
+                    f"({self._where()}), and that the bucket policy / IAM policy "
                     f"allows this on {on}"
                 )
             if code == "NoSuchBucket" or (status == 404 and key is None):
@@ -552,6 +554,7 @@ class S3Provider:
         )
 
     def _scrub(self, text: str) -> str:
+        """Credentials (even written in the file itself) and values read from the environment."""
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text
+        return redact(text)

@@ -62,6 +62,7 @@ from urllib.parse import quote
 
 from mixsync_dagster.config import MixpeekBucket
 from mixsync_dagster.errors import AuthError, ProviderError, TransientError
+from mixsync_dagster.redaction import redact
 from mixsync_dagster.targets.base import ObjectResult, ObjectSpec, SubmittedBatch
 from mixsync_dagster.targets.mixpeek_http import (
     ApiError,
@@ -131,8 +132,8 @@ class MixpeekTarget:
 
     def __repr__(self) -> str:
         return (
-            f"MixpeekTarget(bucket={self.bucket_name!r}, bucket_id={self.bucket_id!r}, "
-            f"base_url={self.base_url!r})"
+            f"MixpeekTarget(bucket={self.bucket_name!r}, bucket_id={redact(self.bucket_id)!r}, "
+            f"base_url={redact(self.base_url)!r})"
         )
 
     def close(self) -> None:
@@ -320,7 +321,7 @@ class MixpeekTarget:
             )
         count = data.get("object_count")
         objects = f", {count} object(s)" if count is not None else ""
-        return (
+        return redact(
             f"bucket '{self.bucket_id}' at {self.base_url} accepts the key and namespace"
             f"{objects}; blob property '{self.blob_property}'"
         )

@@ -23,7 +23,6 @@ back is scrubbed of both before it is used.
 from __future__ import annotations
 
 import json
-import logging
 import random
 import re
 import socket
@@ -44,8 +43,10 @@ from tenacity import (
 )
 
 from mixsync_dagster.errors import AuthError, ProviderError, TransientError
+from mixsync_dagster.redaction import get_logger
+from mixsync_dagster.redaction import redact as redact_env
 
-log = logging.getLogger("mixsync.targets.mixpeek")
+log = get_logger("mixsync.targets.mixpeek")
 
 
 @dataclass(frozen=True)
@@ -221,16 +222,18 @@ class MixpeekHttp:
         self._storage = httpx.Client(timeout=timeout, transport=_transport(pool_size))
 
     def __repr__(self) -> str:
-        return f"MixpeekHttp(label={self.label!r}, base_url={self.base_url!r})"
+        return f"MixpeekHttp(label={self.label!r}, base_url={redact_env(self.base_url)!r})"
 
     def close(self) -> None:
         self._api.close()
         self._storage.close()
 
     def redact(self, text: str) -> str:
+        """The key and namespace (even written in the file itself), values read from the
+        environment and URL userinfo, out of text the API sent back."""
         for s in self._secrets:
             text = text.replace(s, "***")
-        return text
+        return redact_env(text)
 
     # ------------------------------------------------------------ one attempt
 
