@@ -6,6 +6,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 
 from mixsync_dagster.state import StateStore
@@ -90,9 +91,16 @@ def test_s3_to_mixpeek_end_to_end(tmp_path, seaweed, fake, instance):
     old, new = objs[keys[1]], after[keys[1]]
     assert new["object_id"] != old["object_id"] and old["object_id"] in fake.deleted
     assert new["metadata"]["mixsync"]["fingerprint"] != old["metadata"]["mixsync"]["fingerprint"]
+    # The API fetches a URL blob's bytes itself: what the new object's URL serves is the new
+    # take. (Two presigned URLs signed in the same second are the same text, so comparing the
+    # double's URL hashes would test the clock, not the sync.)
+    new_url = new["blobs"][0]["properties"]["url"]
+    assert httpx.get(new_url, timeout=10).content == b"a new take"
     new_hash = new["blobs"][0]["details"]["hash"]
-    assert new_hash != old["blobs"][0]["details"]["hash"]
     assert fake.documents[new["object_id"]]["blob_hashes"] == {"content": new_hash}
+    assert fake.documents[new["object_id"]]["batch_id"] != fake.documents.get(
+        old["object_id"], {}
+    ).get("batch_id")
     assert_each_once(fake, state, keys)
 
 

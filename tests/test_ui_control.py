@@ -188,15 +188,22 @@ def test_the_ui_and_the_cli_agree_and_health_shows_as_asset_checks(tmp_path: Pat
 
         # alpha's next pass (unchanged but for the failed file, not yet due for a retry) ends
         # inside a tick, which says so.
+        # (The pass number moves when the pass begins; the tick records its reason when it
+        # ends, so wait for the reason itself.)
         store = StateStore(state_url)
+
+        def tick_reasons() -> list[str]:
+            ticks = servers.sensor_ticks(LOCATION, "mixsync_alpha")
+            return [t["skipReason"] or "" for t in ticks]
+
         wait_for(
-            "alpha's second pass",
-            lambda: (p := store.get_pass(store.sync_id("alpha"))) and p.pass_no >= 2,
+            "a tick of alpha's that says its pass found nothing new",
+            lambda: any("listed 3, 0 new" in r for r in tick_reasons()),
             servers,
             timeout=120,
         )
-        reasons = [t["skipReason"] or "" for t in servers.sensor_ticks(LOCATION, "mixsync_alpha")]
-        assert any("listed 3, 0 new" in r for r in reasons), reasons
+        p2 = store.get_pass(store.sync_id("alpha"))
+        assert p2 is not None and p2.pass_no >= 2
 
         # Stop both sensors (as the UI does), let anything in flight end, then count: one
         # observation per finished pass, numbered as the passes are.
