@@ -19,7 +19,7 @@ from typing import Any
 from mixsync_dagster.core import prefetch
 from mixsync_dagster.core.classify import listing_prefix
 from mixsync_dagster.core.owners import Liveness, describe
-from mixsync_dagster.core.prefetch import Prefetcher
+from mixsync_dagster.core.prefetch import read_ahead
 from mixsync_dagster.core.records import Skipped, utcnow
 from mixsync_dagster.core.runtime import SyncRuntime
 from mixsync_dagster.core.segment import PAGE_SIZE, SAMPLES, needs_work
@@ -189,7 +189,7 @@ def _scan_pages(
     pages = rt.provider.list_pages(
         rt.sync.source_path, p.position, PAGE_SIZE, listing_prefix(rt.sync)
     )
-    source = Prefetcher(pages, HANDOFF_DEPTH if hand_over else 1)
+    source = read_ahead(pages, HANDOFF_DEPTH if hand_over else 1, rt.provider.list_in_background)
     kept = False
     try:
         ahead = iter(source)

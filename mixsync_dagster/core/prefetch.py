@@ -9,6 +9,7 @@ daemon's) simply lists; nothing is shared across processes.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -76,10 +77,38 @@ class Prefetcher(Generic[T]):
         self._thread.join(timeout=30)
 
 
+class Inline(Generic[T]):
+    """`source` iterated in the consumer's own thread, with a Prefetcher's interface.
+
+    For a listing that is CPU work (a local walk): a reading thread would only take turns with
+    the consumer for the GIL, and each turn costs a switch interval."""
+
+    def __init__(self, source: Iterable[T], depth: int = 1):
+        self._it = iter(source)
+
+    def __iter__(self) -> Iterator[T]:
+        return self._it
+
+    def close(self) -> None:
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            # ValueError: still running in another thread; it ends with that thread.
+            with contextlib.suppress(ValueError):
+                close()
+
+
+def read_ahead(source: Iterable[T], depth: int, background: bool) -> Prefetcher[T] | Inline[T]:
+    """A Prefetcher when reading ahead overlaps a wait (`background`: a network listing), else
+    the source as it is."""
+    return Prefetcher(source, depth) if background else Inline(source)
+
+
 @contextmanager
-def prefetched(source: Iterable[T], depth: int = 1) -> Iterator[Iterator[T]]:
-    """A Prefetcher for the duration of a `with` block."""
-    p = Prefetcher(source, depth)
+def prefetched(
+    source: Iterable[T], depth: int = 1, background: bool = True
+) -> Iterator[Iterator[T]]:
+    """`read_ahead` for the duration of a `with` block."""
+    p = read_ahead(source, depth, background)
     try:
         yield iter(p)
     finally:
@@ -96,7 +125,7 @@ class Handoff:
     page_size: int
     first: Any
     rest: Iterator[Any]
-    source: Prefetcher[Any]
+    source: Prefetcher[Any] | Inline[Any]
 
 
 _slot: list[Handoff] = []

@@ -158,7 +158,12 @@ def run_segment(
         with contextlib.ExitStack() as stack:
             pages = prefetch.take_over(rt.sync_id, p.pass_uid, p.position, page_size)
             if pages is None:
-                pages = stack.enter_context(prefetched(list_from(rt, p.position, page_size)))
+                pages = stack.enter_context(
+                    prefetched(
+                        list_from(rt, p.position, page_size),
+                        background=rt.provider.list_in_background,
+                    )
+                )
             else:
                 stack.callback(pages.close)
             for page in pages:

@@ -133,6 +133,7 @@ class AzureBlobProvider:
     """Lists `container/prefix` in name order, resumable after any page; SAS URLs per blob."""
 
     name = "azure_blob"
+    list_in_background = True
     cheap_open = False
 
     def __init__(

@@ -15,6 +15,9 @@ class Provider(Protocol):
 
     name: str
     """Short provider id recorded on objects for source tracking (`local`, `s3`, ...)."""
+    list_in_background: bool
+    """True when listing waits on a server: the next page is then read in a thread while this
+    one is judged. A local walk is CPU work that a thread would only slow (the GIL)."""
     cheap_open: bool
     """True when open() costs no network transfer; the local bucket then hashes the bytes."""
     url_fetchable: bool

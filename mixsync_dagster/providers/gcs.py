@@ -92,6 +92,7 @@ class GCSProvider:
     """
 
     name = "gcs"
+    list_in_background = True
     cheap_open = False
     url_fetchable = True
 

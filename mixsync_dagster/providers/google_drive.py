@@ -91,6 +91,7 @@ class GoogleDriveProvider:
     """Lists a Drive folder tree (or a shared drive) and downloads or exports its files."""
 
     name = "google_drive"
+    list_in_background = True
     cheap_open = False
     url_fetchable = False
 

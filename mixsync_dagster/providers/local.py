@@ -18,8 +18,9 @@ import os
 import re
 import stat
 from collections.abc import Iterator
+from operator import itemgetter
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import quote_from_bytes
 
 from mixsync_dagster.core.records import FileItem, Page, Skipped, utc_from_timestamp
@@ -27,8 +28,10 @@ from mixsync_dagster.errors import FileVanished, ProviderError
 from mixsync_dagster.redaction import redact
 
 MAX_FOLDER_DEPTH = 200
-"""Folders nested deeper are skipped with a reason: the walk recurses once per level, and a
-hostile tree thousands of levels deep must not end in a RecursionError."""
+"""Folders nested deeper are skipped with a reason: keys and paths that long are of no use to
+anyone, and a hostile tree thousands of levels deep must not make the walk hold thousands of
+open folder listings."""
+_first = itemgetter(0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -83,6 +86,7 @@ class LocalProvider:
     """
 
     name = "local"
+    list_in_background = False
     cheap_open = True
     url_fetchable = True  # file:// URLs: the Mixpeek target uploads them (cheap_open)
 
@@ -153,55 +157,80 @@ class LocalProvider:
         after: tuple[str, ...] | None,
         depth: int,
     ) -> Iterator[FileItem | Skipped]:
+        """Depth-first, each folder's entries sorted, resuming after `after`.
+
+        An explicit stack, not recursion: a file then passes through one generator instead of
+        one per folder level (a measurable share of a listing), and a hostile tree thousands of
+        levels deep cannot exhaust Python's stack."""
+        # A frame: [sorted entries, next index, key prefix, the position left in this folder,
+        # depth]. Only the folders on the path to the position carry one.
+        stack: list[list[Any]] = [[self._entries(folder), 0, key_prefix, after, depth]]
+        include_hidden = self.include_hidden
+        while stack:
+            frame = stack[-1]
+            entries, i, kp, after, depth = frame
+            descend: list[Any] | None = None
+            while i < len(entries):
+                name, e = entries[i]
+                i += 1
+                sub_after: tuple[str, ...] | None = None
+                if after is not None:
+                    if name < after[0]:
+                        continue
+                    if name == after[0]:
+                        if len(after) == 1:
+                            continue  # this entry is the position itself: already listed
+                        sub_after = after[1:]
+                if not include_hidden and name[0] == ".":
+                    continue
+                key = kp + name
+                if name != e.name:
+                    yield Skipped(
+                        key, "the name is not valid UTF-8 (shown escaped); rename it to sync it"
+                    )
+                    continue
+                try:
+                    if e.is_symlink():
+                        refused = self._symlink_problem(e.path)
+                        if refused:
+                            yield Skipped(key, refused)
+                            continue
+                    if e.is_dir(follow_symlinks=False):
+                        if depth >= MAX_FOLDER_DEPTH:
+                            yield Skipped(
+                                key,
+                                f"folder nested deeper than {MAX_FOLDER_DEPTH} levels; not listed",
+                            )
+                            continue
+                        descend = [self._entries(e.path), 0, key + "/", sub_after, depth + 1]
+                        break
+                    st = e.stat(follow_symlinks=True)
+                except FileNotFoundError:
+                    continue  # vanished between the folder read and the stat: not ours to list
+                except OSError as err:  # a permission problem on one entry
+                    yield Skipped(key, f"cannot read entry: {err.strerror}")
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    yield Skipped(key, "not a regular file")
+                    continue
+                yield self._item(key, key[strip:], name, st)
+            frame[1] = i
+            if descend is None:
+                stack.pop()
+            else:
+                stack.append(descend)
+
+    @staticmethod
+    def _entries(folder: str | Path) -> list[tuple[str, os.DirEntry[str]]]:
+        """A folder's entries sorted by the name as keys show it, so positions compare like the
+        walk; none when it vanished mid-walk."""
         try:
             with os.scandir(folder) as it:
-                # Sorted by the name as keys show it, so positions compare like the walk.
-                entries = sorted(((safe_name(e.name), e) for e in it), key=lambda p: p[0])
+                return sorted([(safe_name(e.name), e) for e in it], key=_first)
         except FileNotFoundError:
-            return  # the folder vanished mid-walk: nothing in it to list
+            return []  # the folder vanished mid-walk: nothing in it to list
         except OSError as err:
             raise ProviderError(f"cannot list {folder}: {err.strerror}") from err
-        for name, e in entries:
-            sub_after: tuple[str, ...] | None = None
-            if after is not None:
-                if name < after[0]:
-                    continue
-                if name == after[0]:
-                    if len(after) == 1:
-                        continue  # this entry is the position itself: already listed
-                    sub_after = after[1:]
-            if not self.include_hidden and name.startswith("."):
-                continue
-            key = key_prefix + name
-            if name != e.name:
-                yield Skipped(
-                    key, "the name is not valid UTF-8 (shown escaped); rename it to sync it"
-                )
-                continue
-            try:
-                if e.is_symlink():
-                    refused = self._symlink_problem(e.path)
-                    if refused:
-                        yield Skipped(key, refused)
-                        continue
-                if e.is_dir(follow_symlinks=False):
-                    if depth >= MAX_FOLDER_DEPTH:
-                        yield Skipped(
-                            key, f"folder nested deeper than {MAX_FOLDER_DEPTH} levels; not listed"
-                        )
-                        continue
-                    yield from self._walk(Path(e.path), key + "/", strip, sub_after, depth + 1)
-                    continue
-                st = e.stat(follow_symlinks=True)
-            except FileNotFoundError:
-                continue  # vanished between the folder read and the stat: not ours to list
-            except OSError as err:  # a permission problem on one entry
-                yield Skipped(key, f"cannot read entry: {err.strerror}")
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                yield Skipped(key, "not a regular file")
-                continue
-            yield self._item(key, key[strip:], name, st)
 
     def _symlink_problem(self, path: str) -> str | None:
         """Why a symlink is not offered, or None for a link to a file inside the root."""

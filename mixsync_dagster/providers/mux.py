@@ -87,6 +87,7 @@ class MuxProvider:
     """Lists Mux assets as files and streams their static MP4 renditions."""
 
     name = "mux"
+    list_in_background = True
     cheap_open = False
     url_fetchable = True
 

@@ -165,6 +165,7 @@ class S3Provider:
     """
 
     name = "s3"
+    list_in_background = True
     cheap_open = False
     url_fetchable = True
 
