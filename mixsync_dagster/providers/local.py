@@ -18,12 +18,13 @@ import os
 import re
 import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote_from_bytes
 
-from mixsync_dagster.core.records import FileItem, Page, Skipped, utc_from_timestamp
+from mixsync_dagster.core.records import FileItem, Page, Skipped
 from mixsync_dagster.errors import FileVanished, ProviderError
 from mixsync_dagster.redaction import redact
 
@@ -74,6 +75,14 @@ def _guess_type(suffixes: str) -> str | None:
 # What urllib.parse.quote leaves as it is (with "/" safe): such keys go into a file:// URI
 # unchanged.
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~/-]*")
+_from_timestamp = datetime.fromtimestamp
+
+
+def _uri_part(name: str) -> str:
+    """One path component as a file:// URI has it (quoted only when it needs to be)."""
+    if _UNRESERVED.fullmatch(name):
+        return name
+    return quote_from_bytes(os.fsencode(name))
 
 
 class LocalProvider:
@@ -163,12 +172,14 @@ class LocalProvider:
         one per folder level (a measurable share of a listing), and a hostile tree thousands of
         levels deep cannot exhaust Python's stack."""
         # A frame: [sorted entries, next index, key prefix, the position left in this folder,
-        # depth]. Only the folders on the path to the position carry one.
-        stack: list[list[Any]] = [[self._entries(folder), 0, key_prefix, after, depth]]
+        # depth, the folder's file:// URI prefix]. Only the folders on the path to the position
+        # carry a position.
+        top = [self._entries(folder), 0, key_prefix, after, depth, self.file_uri(key_prefix)]
+        stack: list[list[Any]] = [top]
         include_hidden = self.include_hidden
         while stack:
             frame = stack[-1]
-            entries, i, kp, after, depth = frame
+            entries, i, kp, after, depth, uri = frame
             descend: list[Any] | None = None
             while i < len(entries):
                 name, e = entries[i]
@@ -202,7 +213,14 @@ class LocalProvider:
                                 f"folder nested deeper than {MAX_FOLDER_DEPTH} levels; not listed",
                             )
                             continue
-                        descend = [self._entries(e.path), 0, key + "/", sub_after, depth + 1]
+                        descend = [
+                            self._entries(e.path),
+                            0,
+                            key + "/",
+                            sub_after,
+                            depth + 1,
+                            uri + _uri_part(name) + "/",
+                        ]
                         break
                     st = e.stat(follow_symlinks=True)
                 except FileNotFoundError:
@@ -213,7 +231,18 @@ class LocalProvider:
                 if not stat.S_ISREG(st.st_mode):
                     yield Skipped(key, "not a regular file")
                     continue
-                yield self._item(key, key[strip:], name, st)
+                dot = name.find(".", 1)
+                # Built in place, positionally: this line runs once per listed file.
+                yield FileItem(
+                    key,
+                    key[strip:],
+                    st.st_size,
+                    _from_timestamp(st.st_mtime, UTC),
+                    f"{st.st_size}-{st.st_mtime_ns}",
+                    _guess_type(name[dot:]) if dot > 0 else None,
+                    None,
+                    uri + _uri_part(name),
+                )
             frame[1] = i
             if descend is None:
                 stack.pop()
@@ -246,21 +275,6 @@ class LocalProvider:
         if target.is_dir():
             return "symlinked folder not followed (avoids loops)"
         return None
-
-    def _item(self, key: str, rel_path: str, name: str, st: os.stat_result) -> FileItem:
-        dot = name.find(".", 1)
-        ctype = _guess_type(name[dot:]) if dot > 0 else None
-        # Positional: on the listing hot path, keyword arguments cost a measurable share.
-        return FileItem(
-            key,
-            rel_path,
-            st.st_size,
-            utc_from_timestamp(st.st_mtime),
-            f"{st.st_size}-{st.st_mtime_ns}",
-            ctype,
-            None,
-            self.file_uri(key),
-        )
 
     def file_uri(self, key: str) -> str:
         """`Path.as_uri()` of root/key, without building a Path per file (listing hot path):
