@@ -8,7 +8,7 @@ the `last_seen` stamps reconcile needs to tell a deleted file from one that was 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,28 +93,14 @@ class TrackingQueries:
     engine: Engine
 
     def lookup(self, sync_id: int, keys: Sequence[str]) -> dict[str, TrackedRow]:
-        """The tracked rows of `keys` (absent keys are new files).
-
-        On the hot path of every pass (a thousand keys a page), so it goes to the driver with
-        one prepared statement per chunk size instead of through SQLAlchemy's expression
-        layer, which spent more time rendering the IN list than the database spent on it."""
+        """The tracked rows of `keys` (absent keys are new files)."""
         out: dict[str, TrackedRow] = {}
-        if not keys:
-            return out
-        with self.engine.connect() as c:
-            mark = "?" if c.dialect.paramstyle == "qmark" else "%s"
-            cur = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                for chunk in _chunks(keys, LOOKUP_CHUNK):
-                    cur.execute(_lookup_sql(mark, len(chunk)), (sync_id, *chunk))
-                    for key, fp, status, fh, oid, attempts, nxt in cur.fetchall():
-                        if nxt is not None and not isinstance(nxt, datetime):
-                            nxt = datetime.fromisoformat(nxt)  # SQLite keeps text
-                        out[key] = TrackedRow(
-                            fp, status, fh, oid, attempts, as_utc(nxt) if nxt else None
-                        )
-            finally:
-                cur.close()
+        for key, fp, status, fh, oid, attempts, nxt in self._rows_of_keys(
+            _lookup_sql, (sync_id,), keys
+        ):
+            if nxt is not None and not isinstance(nxt, datetime):
+                nxt = datetime.fromisoformat(nxt)  # SQLite keeps text
+            out[key] = TrackedRow(fp, status, fh, oid, attempts, as_utc(nxt) if nxt else None)
         return out
 
     def settled(
@@ -123,23 +109,31 @@ class TrackingQueries:
         """Fingerprint hash and whether it was excluded, for those of `keys` whose files are
         settled (synced or excluded under `filter_hash`): the files an unchanged pass needs to
         see nothing more of."""
-        out: dict[str, tuple[int, bool]] = {}
+        excluded = int(Tracked.EXCLUDED)
+        return {
+            k: (fp, st == excluded)
+            for k, fp, st in self._rows_of_keys(_settled_sql, (sync_id, filter_hash), keys)
+        }
+
+    def _rows_of_keys(
+        self, sql_for: Callable[[str, int], str], head: tuple[Any, ...], keys: Sequence[str]
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows of a `... AND source_key IN (...)` query, run chunk by chunk of `keys`.
+
+        On the hot path of every pass (a thousand keys a page), so it goes to the driver with
+        one prepared statement per chunk size instead of through SQLAlchemy's expression layer,
+        which spent more time rendering the IN list than the database spent on it."""
         if not keys:
-            return out
+            return
         with self.engine.connect() as c:
             mark = "?" if c.dialect.paramstyle == "qmark" else "%s"
             cur = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
                 for chunk in _chunks(keys, LOOKUP_CHUNK):
-                    cur.execute(
-                        _settled_sql(mark, len(chunk)),
-                        (sync_id, filter_hash, *chunk),
-                    )
-                    excluded = int(Tracked.EXCLUDED)
-                    out.update((k, (fp, st == excluded)) for k, fp, st in cur.fetchall())
+                    cur.execute(sql_for(mark, len(chunk)), (*head, *chunk))
+                    yield from cur.fetchall()
             finally:
                 cur.close()
-        return out
 
     def write_tracked(
         self, c: Connection, sync_id: int, rows: Sequence[Outcome], last_seen: int | None
