@@ -110,10 +110,7 @@ def test_the_ui_and_the_cli_agree_and_health_shows_as_asset_checks(tmp_path: Pat
         home=home, workspace=REPO / "workspace.yaml", log_dir=tmp_path / "logs", env=env
     )
     try:
-        servers.start_webserver()
-        servers.wait_location_loaded(LOCATION)
-        servers.start_daemon()
-        servers.wait_daemons_healthy()
+        servers.start_all(LOCATION)
 
         # beta's first tick fails to list: suspended, and its sensor stopped itself.
         wait_for(
@@ -132,10 +129,16 @@ def test_the_ui_and_the_cli_agree_and_health_shows_as_asset_checks(tmp_path: Pat
         assert beta["dlq_empty"] is True
 
         # alpha's first tick recorded its checks (all green: nothing had failed yet); the run
-        # it requested failed one file, and the run's results turn the DLQ check red.
+        # it requested failed one file, and the run's results turn the DLQ check red. (The run
+        # writes its materialization and five evaluations as separate events: wait until the
+        # page shows all five against the new materialization.)
         alpha = wait_for(
             "alpha's DLQ check failing after its first run",
-            lambda: (c := checks_of(servers, "alpha"))["dlq_empty"] is False and c,
+            lambda: (
+                (c := checks_of(servers, "alpha"))["dlq_empty"] is False
+                and None not in c.values()
+                and c
+            ),
             servers,
         )
         assert set(alpha) == set(CHECK_NAMES)
