@@ -190,10 +190,7 @@ def main() -> None:
             home=home, workspace=REPO / "workspace.yaml", log_dir=tmp / "logs", env=env
         )
         try:
-            servers.start_webserver()
-            servers.wait_location_loaded(LOCATION)
-            servers.start_daemon()
-            servers.wait_daemons_healthy()
+            servers.start_all(LOCATION)
             inbox = tmp / "examples" / "inbox"
             wait_passes(servers, tmp / ".mixsync" / "state.db", inbox, args.passes)
             shoot(f"http://127.0.0.1:{servers.port}", Path(args.out), tmp)

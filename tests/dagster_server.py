@@ -192,6 +192,14 @@ class DagsterServers:
             time.sleep(1.0)
         raise AssertionError(f"daemons not healthy: {last}\n{self.logs_tail()}")
 
+    def start_all(self, location: str) -> list[str]:
+        """The webserver with `location` loaded, then the daemon, healthy: what `make run`
+        gives a user. Returns the daemon types that report healthy."""
+        self.start_webserver()
+        self.wait_location_loaded(location)
+        self.start_daemon()
+        return self.wait_daemons_healthy()
+
     def sensors(self, location: str) -> dict[str, dict[str, Any]]:
         query = """
         query($sel: RepositorySelector!) { sensorsOrError(repositorySelector: $sel) {

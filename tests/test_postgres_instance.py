@@ -104,10 +104,7 @@ def test_a_sync_runs_through_a_postgres_backed_instance(tmp_path: Path, dagster_
             except OSError:
                 assert time.monotonic() < deadline, "the code server never listened"
                 time.sleep(0.3)
-        servers.start_webserver()
-        servers.wait_location_loaded("mixsync")
-        servers.start_daemon()
-        daemons = servers.wait_daemons_healthy()
+        daemons = servers.start_all("mixsync")
         assert {"SENSOR", "QUEUED_RUN_COORDINATOR"} <= set(daemons), daemons
         # The sensor is running by default: its first tick starts the pass, runs carry it on.
         deadline = time.monotonic() + 180

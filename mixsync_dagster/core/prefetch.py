@@ -83,7 +83,7 @@ class Inline(Generic[T]):
     For a listing that is CPU work (a local walk): a reading thread would only take turns with
     the consumer for the GIL, and each turn costs a switch interval."""
 
-    def __init__(self, source: Iterable[T], depth: int = 1):
+    def __init__(self, source: Iterable[T]):
         self._it = iter(source)
 
     def __iter__(self) -> Iterator[T]:

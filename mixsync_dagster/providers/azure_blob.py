@@ -58,11 +58,11 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
-from mixsync_dagster.config import AzureBlobConnection, split_bucket_path
+from mixsync_dagster.config import AzureBlobConnection
 from mixsync_dagster.core.records import FileItem, Page, Skipped
 from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
 from mixsync_dagster.providers.azure_listing import ListedBlob, list_segment
-from mixsync_dagster.providers.base import spooled
+from mixsync_dagster.providers.base import bucket_and_prefix, spooled
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class AzureBlobProvider:
         self, source_path: str, position: str | None, page_size: int, prefix: str = ""
     ) -> Iterator[Page]:
         """Pages of up to `page_size` (at most 5,000) blobs under source_path + prefix."""
-        container, base = self._source(source_path)
+        container, base = bucket_and_prefix(source_path, "container")
         listing = base + prefix
         pos = _Position.load(position) if position is not None else None
         if pos is not None and pos.after is not None and not pos.after.startswith(listing):
@@ -387,7 +387,7 @@ class AzureBlobProvider:
             except AzureError as err:
                 self._fail(err, "listing containers", None)
             return f"credentials accepted at {where} ({n} container(s) on the first page)"
-        container, base = self._source(source_path)
+        container, base = bucket_and_prefix(source_path, "container")
         # The first page alone: a container SAS may list without reading container properties.
         first = next(iter(self.list_pages(source_path, None, 1)))
         seen_keys = [i.key for i in first.items] + [s.key for s in first.skipped]
@@ -396,14 +396,6 @@ class AzureBlobProvider:
         return f"container '{container}' reachable at {where}; {listed}; {urls}"
 
     # ------------------------------------------------------------ helpers
-
-    def _source(self, source_path: str) -> tuple[str, str]:
-        container, prefix = split_bucket_path(source_path)
-        if not container:
-            raise ProviderError(f"source path '{source_path}' names no container")
-        if prefix and not prefix.endswith("/"):
-            prefix += "/"
-        return container, prefix
 
     @staticmethod
     def _locate(item: FileItem) -> tuple[str, str]:

@@ -6,8 +6,9 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, Protocol, cast
 
-from mixsync_dagster.config import LocalConnection, MixsyncConfig
+from mixsync_dagster.config import LocalConnection, MixsyncConfig, split_bucket_path
 from mixsync_dagster.core.records import FileItem, Page
+from mixsync_dagster.errors import ProviderError
 
 
 class Provider(Protocol):
@@ -60,6 +61,19 @@ class Provider(Protocol):
     def open(self, item: FileItem) -> BinaryIO:
         """Open the file's bytes. Raises FileVanished if it is gone."""
         ...
+
+
+def bucket_and_prefix(source_path: str, container: str = "bucket") -> tuple[str, str]:
+    """`bucket/some/prefix` → ('bucket', 'some/prefix/'): the bucket (or Azure container) a
+    source path names and the folder prefix under it, ending in `/` when there is one."""
+    bucket, prefix = split_bucket_path(source_path)
+    if not bucket:
+        raise ProviderError(
+            f"source path '{source_path}' names no {container} (use {container}/prefix)"
+        )
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return bucket, prefix
 
 
 def get_provider(cfg: MixsyncConfig, connection_id: str) -> Provider:

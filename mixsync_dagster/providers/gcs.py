@@ -30,9 +30,10 @@ from google.cloud import storage
 from google.cloud.storage.fileio import BlobReader
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from mixsync_dagster.config import GCSConnection, split_bucket_path
+from mixsync_dagster.config import GCSConnection
 from mixsync_dagster.core.records import FileItem, Page, Skipped
 from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
+from mixsync_dagster.providers.base import bucket_and_prefix
 
 LIST_RETRY_SECONDS = 20.0
 """Retry budget of one listing request. Listing runs inside a sensor tick, which Dagster stops
@@ -210,14 +211,6 @@ class GCSProvider:
 
     # ------------------------------------------------------------------ listing
 
-    def _split(self, source_path: str) -> tuple[str, str]:
-        bucket, prefix = split_bucket_path(source_path)
-        if not bucket:
-            raise ProviderError(f"source path '{source_path}' names no bucket (bucket/prefix)")
-        if prefix and not prefix.endswith("/"):
-            prefix += "/"
-        return bucket, prefix
-
     def list_pages(
         self, source_path: str, position: str | None, page_size: int, prefix: str = ""
     ) -> Iterator[Page]:
@@ -227,7 +220,7 @@ class GCSProvider:
         reported as Skipped with a reason (as the S3 provider does): zero-byte ones are folder
         placeholders (the console's "Create folder"), others have no file name.
         """
-        bucket, base = self._split(source_path)
+        bucket, base = bucket_and_prefix(source_path)
         listing = base + prefix
         pos = _Position.load(position) if position is not None else None
         if pos is not None and pos.after is not None and not pos.after.startswith(listing):
@@ -398,7 +391,7 @@ class GCSProvider:
     def check(self, source_path: str | None) -> str:
         """Credentials and reachability: the source's first page, else the project's buckets."""
         if source_path is not None:
-            bucket, base = self._split(source_path)
+            bucket, base = bucket_and_prefix(source_path)
             first = next(iter(self.list_pages(source_path, None, 1)))
             seen = len(first.items) + len(first.skipped)
             return f"gs://{bucket}/{base} is listable ({seen} object(s) on the first page)"

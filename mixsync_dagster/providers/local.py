@@ -79,7 +79,8 @@ _from_timestamp = datetime.fromtimestamp
 
 
 def _uri_part(name: str) -> str:
-    """One path component as a file:// URI has it (quoted only when it needs to be)."""
+    """A path (or one component of it) as a file:// URI has it, quoted only when it needs to
+    be; "/" stays as it is."""
     if _UNRESERVED.fullmatch(name):
         return name
     return quote_from_bytes(os.fsencode(name))
@@ -279,9 +280,7 @@ class LocalProvider:
     def file_uri(self, key: str) -> str:
         """`Path.as_uri()` of root/key, without building a Path per file (listing hot path):
         keys of unreserved characters need no quoting at all."""
-        if _UNRESERVED.fullmatch(key):
-            return self._url_prefix + key
-        return self._url_prefix + quote_from_bytes(os.fsencode(key))
+        return self._url_prefix + _uri_part(key)
 
     def blob_url(self, item: FileItem) -> str:
         return item.url or self.file_uri(item.key)

@@ -28,9 +28,10 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from mixsync_dagster.config import S3Connection, split_bucket_path
+from mixsync_dagster.config import S3Connection
 from mixsync_dagster.core.records import FileItem, Page, Skipped
 from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
+from mixsync_dagster.providers.base import bucket_and_prefix
 from mixsync_dagster.redaction import get_logger, redact
 
 log = get_logger(__name__)
@@ -203,7 +204,7 @@ class S3Provider:
         `prefix` (relative to the source prefix, as the include patterns' common folder) narrows
         the listing; `rel_path` stays relative to the source prefix.
         """
-        bucket, base = self._source(source_path)
+        bucket, base = bucket_and_prefix(source_path)
         after: str | None = None
         if position is not None:
             if not position.startswith(bucket + "/"):
@@ -442,7 +443,7 @@ class S3Provider:
         if source_path is None:
             resp = self._call("listing buckets", None, None, "list_buckets", {})
             return f"credentials accepted at {where}: {len(resp.get('Buckets') or [])} bucket(s)"
-        bucket, base = self._source(source_path)
+        bucket, base = bucket_and_prefix(source_path)
         self._call(f"reaching bucket '{bucket}'", bucket, None, "head_bucket", {"Bucket": bucket})
         versioned = self.is_versioned(bucket)
         first = next(iter(self.list_pages(source_path, None, 1)))
@@ -455,14 +456,6 @@ class S3Provider:
         )
 
     # ------------------------------------------------------------ helpers
-
-    def _source(self, source_path: str) -> tuple[str, str]:
-        bucket, prefix = split_bucket_path(source_path)
-        if not bucket:
-            raise ProviderError(f"source path '{source_path}' names no bucket (use bucket/prefix)")
-        if prefix and not prefix.endswith("/"):
-            prefix += "/"
-        return bucket, prefix
 
     @staticmethod
     def _locate(item: FileItem) -> tuple[str, str]:
