@@ -149,6 +149,7 @@ def install_timers() -> dict[str, list[float]]:
     Labels are indented by the step they are part of. Steps run in the run's worker thread and
     the listing in its prefetch thread, so children can overlap their parent's siblings."""
     from mixsync_dagster.core import passes, segment
+    from mixsync_dagster.providers.local import LocalProvider
     from mixsync_dagster.state import StateStore
     from mixsync_dagster.targets.local import LocalBucketTarget
 
@@ -160,7 +161,8 @@ def install_timers() -> dict[str, list[float]]:
     wrap(passes, "scan", "scan (list and compare until work is found)")
     wrap(StateStore, "lookup", "  StateStore.lookup (scan and runs)")
     wrap(segment, "run_segment", "run: run_segment (list, judge, put, submit, commit)")
-    wrap(segment._Chunker, "process", "  groups of batch_size files (_Chunker.process)")
+    wrap(segment._Chunker, "process", "  groups of files, one commit each (_Chunker.process)")
+    wrap(LocalProvider, "will_read", "    LocalProvider.will_read (read-ahead hint)")
     wrap(LocalBucketTarget, "put_objects", "    LocalBucketTarget.put_objects")
     wrap(LocalBucketTarget, "submit_batch", "    LocalBucketTarget.submit_batch")
     wrap(StateStore, "write_tracked", "    StateStore.write_tracked")

@@ -32,6 +32,7 @@ from mixsync_dagster.core.judge import object_spec
 from mixsync_dagster.core.mapping import Mapped
 from mixsync_dagster.core.runtime import open_runtime
 from mixsync_dagster.errors import FileVanished
+from mixsync_dagster.providers import openat2
 from mixsync_dagster.providers.local import MAX_FOLDER_DEPTH, LocalProvider, RefusedFile
 from tests.harness import objects, write_config
 
@@ -256,9 +257,21 @@ def tree(tmp_path: Path) -> tuple[Path, Path]:
     return root, outside
 
 
+@pytest.fixture(params=["openat2", "walk"])
+def open_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every case twice: with Linux's one-call openat2 tried first (as on this machine), and
+    with the careful walk alone (as on a kernel without openat2)."""
+    if request.param == "openat2":
+        if not openat2.available():
+            pytest.skip("openat2 is not available on this kernel")
+    else:
+        monkeypatch.setattr(openat2, "_enabled", False)
+    return str(request.param)
+
+
 @pytest.mark.timeout(60)  # a read that blocks on a FIFO fails the case instead of hanging
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_hostile_entry(tmp_path: Path, tree: tuple[Path, Path], case: Case) -> None:
+def test_hostile_entry(tmp_path: Path, tree: tuple[Path, Path], case: Case, open_path: str) -> None:
     if case.needs_root and not can_mknod():
         pytest.skip("creating a device node needs root")
     root, outside = tree
@@ -280,6 +293,7 @@ def test_hostile_entry(tmp_path: Path, tree: tuple[Path, Path], case: Case) -> N
 
     item = listed[case.key]
     case.swap(root, outside)
+    provider.will_read([item])  # the read-ahead hint: never raises, never blocks, reads nothing
     if case.reads is not None:
         with provider.open(item) as f:
             assert f.read() == case.reads
@@ -312,6 +326,27 @@ def test_hostile_entry(tmp_path: Path, tree: tuple[Path, Path], case: Case) -> N
         assert res.error and case.refused is not None and not stored
         assert case.refused.lower() in res.error.lower()
         assert item.key in res.error
+
+
+def test_openat2_opens_plain_paths_and_refuses_every_symlink(tmp_path: Path) -> None:
+    """The fast path itself, on this kernel: a plain path opens in one call; a symlink at its
+    end or along it (even one pointing inside the root) is refused, for the walk to judge."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("openat2 is Linux's")
+    assert openat2.available(), "openat2 should work on this machine's Linux kernel"
+    write(tmp_path / "d" / "f.txt", b"plain")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "d" / "f.txt")
+    (tmp_path / "dlink").symlink_to(tmp_path / "d")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = openat2.open_no_symlinks(os.fsencode(tmp_path / "d" / "f.txt"), flags)
+    assert fd is not None
+    try:
+        assert os.read(fd, 100) == b"plain"
+    finally:
+        os.close(fd)
+    for path in (tmp_path / "link.txt", tmp_path / "dlink" / "f.txt", tmp_path / "missing"):
+        assert openat2.open_no_symlinks(os.fsencode(path), flags) is None
+    assert openat2.available()  # a refusal does not turn the fast path off
 
 
 # ---------------------------------------------------------------- the whole tree, by the CLI

@@ -83,9 +83,10 @@ def assert_exactly_once(url: str, n: int) -> None:
 
 def test_unlock_releases_a_dead_run_and_refuses_a_live_one(tmp_path):
     src = tmp_path / "src"
-    tree(src, 1500)
+    tree(src, 6000)
     url = f"sqlite:///{tmp_path / 'state.db'}"
-    # batch_size 1: one commit per file, so the run lives long enough to be seen alive.
+    # batch_size 1: a batch (one transaction) per file, and enough files, so the run lives
+    # long enough to be seen alive (the local bucket commits a page's files together).
     cfg = write_config(
         tmp_path / "syncs.yaml", root=src, state_url=url, syncs=[{"name": "s1", "batch_size": 1}]
     )
@@ -108,7 +109,7 @@ def test_unlock_releases_a_dead_run_and_refuses_a_live_one(tmp_path):
     assert "not locked" in mixsync(cfg, env, "unlock", "s1").stdout
     done = mixsync(cfg, env, "sync", "s1")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert_exactly_once(url, 1500)
+    assert_exactly_once(url, 6000)
 
 
 def trial_config(work: Path, src: Path) -> tuple[Path, str]:

@@ -12,7 +12,11 @@ from mixsync_dagster.errors import ProviderError
 
 
 class Provider(Protocol):
-    """The whole interface a storage provider implements."""
+    """The whole interface a storage provider implements.
+
+    One optional hook: `will_read(items)`, called before a group's files are opened one by
+    one, lets a provider start fetching them together (the local folder asks the kernel to
+    read ahead). A provider without it is simply read file by file."""
 
     name: str
     """Short provider id recorded on objects for source tracking (`local`, `s3`, ...)."""

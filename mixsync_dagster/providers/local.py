@@ -6,7 +6,9 @@ The tree may change, or be changed by someone hostile, between the listing and t
 at a time with `O_NOFOLLOW` (a folder swapped for a symlink is refused), looks at the file
 without following it, opens it with `O_NOFOLLOW | O_NONBLOCK` (a FIFO never blocks) and checks
 with `fstat` that what it opened is the regular file it looked at. A symlink inside the root
-(which the listing offers) is resolved and its target opened the same way, once.
+(which the listing offers) is resolved and its target opened the same way, once. On Linux the
+common case (no symlink anywhere on the path, a regular file at its end) is first tried in one
+`openat2` call that refuses any symlink (`openat2.py`); everything else takes the walk.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from urllib.parse import quote_from_bytes
 
 from mixsync_dagster.core.records import FileItem, Page, Skipped
 from mixsync_dagster.errors import FileVanished, ProviderError
+from mixsync_dagster.providers import openat2
 from mixsync_dagster.redaction import redact
 
 MAX_FOLDER_DEPTH = 200
@@ -105,6 +108,7 @@ class LocalProvider:
         self.root = Path(os.path.realpath(root))
         self.include_hidden = include_hidden
         base = str(self.root).rstrip("/") + "/"
+        self._root_bytes = os.fsencode(base)
         # The root may come from the environment: its URL form is masked once, here.
         self._url_prefix = redact("file://" + quote_from_bytes(os.fsencode(base)))
 
@@ -294,9 +298,56 @@ class LocalProvider:
     def open(self, item: FileItem) -> BinaryIO:
         """Open a listed file for reading: FileVanished if it is gone, RefusedFile if it is no
         longer a regular file inside the root."""
-        fd = self._open_beneath(item.key, follow=True)
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        fd = self._open_fast(item.key)
+        if fd is None:
+            fd = self._open_beneath(item.key, follow=True)
+            os.set_blocking(fd, True)
+        # A regular file ignores O_NONBLOCK. Unbuffered: readers take large chunks (hashing,
+        # uploads), and a buffer per small file cost more than reading it.
+        return os.fdopen(fd, "rb", buffering=0)
+
+    def _open_fast(self, key: str) -> int | None:
+        """The common case in one system call: a plain key whose path holds no symlink at all
+        (the root is a real path) and ends at a regular file. None for anything else, which
+        the careful walk then opens or refuses with its reason."""
+        if not openat2.available() or any(p in ("", ".", "..") for p in key.split("/")):
+            return None
+        path = self._root_bytes + os.fsencode(key)
+        # Looked at before it is opened, as the walk does: a FIFO or device is never opened.
+        try:
+            before = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return None
+        if not stat.S_ISREG(before.st_mode):
+            return None
+        fd = openat2.open_no_symlinks(path, _FILE_FLAGS)
+        if fd is None:
+            return None
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (before.st_dev, before.st_ino):
+            return fd
+        os.close(fd)
+        return None
+
+    def will_read(self, items: list[FileItem]) -> None:
+        """Ask the kernel to start reading these files now (POSIX_FADV_WILLNEED), before they
+        are read one by one. A file that has left the page cache otherwise costs a disk wait
+        each (small files on the benchmark machine: ~200 µs cold, ~20 µs cached); hinted as a
+        group, the disk serves them together. Only files the fast path would open are hinted;
+        a hint never fails a file."""
+        advise = getattr(os, "posix_fadvise", None)
+        if advise is None or not openat2.available():
+            return
+        for item in items:
+            fd = self._open_fast(item.key)
+            if fd is None:
+                continue
+            try:
+                advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     def _open_beneath(self, key: str, *, follow: bool) -> int:
         parts = key.split("/")
