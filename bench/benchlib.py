@@ -164,7 +164,7 @@ def install_timers() -> dict[str, list[float]]:
     wrap(segment._Chunker, "process", "  groups of files, one commit each (_Chunker.process)")
     wrap(LocalProvider, "will_read", "    LocalProvider.will_read (read-ahead hint)")
     wrap(LocalBucketTarget, "put_objects", "    LocalBucketTarget.put_objects")
-    wrap(LocalBucketTarget, "submit_batch", "    LocalBucketTarget.submit_batch")
+    wrap(LocalBucketTarget, "submit_batches", "    LocalBucketTarget.submit_batches")
     wrap(StateStore, "write_tracked", "    StateStore.write_tracked")
     wrap(segment._Chunker, "commit_page", "  page commits (position, stamps)")
     wrap(passes, "finish", "finish the pass")

@@ -29,7 +29,7 @@ from mixsync_dagster.core.records import FileItem, Page, utcnow
 from mixsync_dagster.core.runtime import SyncRuntime
 from mixsync_dagster.errors import PermanentFileError
 from mixsync_dagster.state import Claim, Outcome, PassRow, Tracked, TrackedRow, hash64
-from mixsync_dagster.targets.base import ObjectSpec, SubmittedBatch
+from mixsync_dagster.targets.base import ObjectSpec
 
 PAGE_SIZE = 1_000
 SAMPLES = 50
@@ -339,12 +339,12 @@ class _Chunker:
                     )
             else:
                 outcomes.append(self._failure(w, res.error or "unknown error", now, tally))
-        submitted: list[tuple[SubmittedBatch, int]] = []
+        submitted: list[tuple[str, str | None, int]] = []
         if synced_ids and not rt.sync.skip_batch_submission:
             size = rt.sync.batch_size
-            for i in range(0, len(synced_ids), size):
-                ids = synced_ids[i : i + size]
-                submitted.append((rt.target.submit_batch(ids), len(ids)))
+            groups = [synced_ids[i : i + size] for i in range(0, len(synced_ids), size)]
+            done = rt.target.submit_batches(groups)
+            submitted = [(b.batch_id, b.task_id, len(g)) for b, g in zip(done, groups, strict=True)]
             tally.batches += len(submitted)
         with rt.store.tx() as c:
             # The pass's own counts move with the files they count (in the fencing statement
@@ -360,10 +360,7 @@ class _Chunker:
             rt.store.write_tracked(c, rt.sync_id, outcomes, self.last_seen)
             if forget:
                 rt.store.forget(c, rt.sync_id, forget)
-            for batch, count in submitted:
-                rt.store.record_batch(
-                    c, rt.sync_id, self.pass_no, batch.batch_id, batch.task_id, count
-                )
+            rt.store.record_batches(c, rt.sync_id, self.pass_no, submitted)
             rt.store.add_totals(
                 c,
                 rt.sync_id,

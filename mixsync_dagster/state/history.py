@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
@@ -48,6 +49,33 @@ class HistoryQueries:
                 created_at=utcnow(),
                 remote_status=remote_status,
             )
+        )
+
+    def record_batches(
+        self,
+        c: Connection,
+        sync_id: int,
+        pass_no: int,
+        submitted: Sequence[tuple[str, str | None, int]],
+    ) -> None:
+        """`record_batch` for several (batch id, task id, object count) in one statement."""
+        if not submitted:
+            return
+        now = utcnow()
+        c.execute(
+            insert(batches),
+            [
+                {
+                    "batch_id": batch_id,
+                    "sync_id": sync_id,
+                    "pass_no": pass_no,
+                    "object_count": count,
+                    "task_id": task_id,
+                    "created_at": now,
+                    "remote_status": None,
+                }
+                for batch_id, task_id, count in submitted
+            ],
         )
 
     def open_batches(self, sync_id: int, limit: int) -> list[str]:

@@ -116,6 +116,10 @@ class BucketTarget(Protocol):
         """Hand objects to the processing pipeline at once (never left as a draft)."""
         ...
 
+    def submit_batches(self, groups: list[list[str]]) -> list[SubmittedBatch]:
+        """`submit_batch` for each group, in order (a target may do them in one go)."""
+        ...
+
     def batch_status(self, batch_id: str) -> str:
         """The batch's processing status as the bucket reports it (COMPLETED, FAILED, ...)."""
         ...

@@ -221,6 +221,9 @@ class MixpeekTarget:
             "before they could be submitted"
         )
 
+    def submit_batches(self, groups: list[list[str]]) -> list[SubmittedBatch]:
+        return [self.submit_batch(g) for g in groups]
+
     def _submit(self, batch_id: str) -> tuple[str, str | None]:
         """(status after submitting, task id) of a DRAFT batch."""
         seen: dict[str, Any] = {}
