@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -45,6 +46,8 @@ def test_first_pass_creates_objects_second_pass_nothing(tmp_path, src, state_url
     assert d.run_pass("s1") == 0
     assert len(objects(state_url)) == 10
     assert StateStore(state_url).get_sync("s1")["total_files_synced"] == 10
+    # The scan and the run froze the heap for the garbage collector only while they worked.
+    assert gc.get_freeze_count() == 0
 
 
 def test_modified_file_updates_its_object(tmp_path, src, state_url, instance):

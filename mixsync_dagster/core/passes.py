@@ -18,6 +18,7 @@ from typing import Any
 
 from mixsync_dagster.core import prefetch
 from mixsync_dagster.core.classify import listing_prefix
+from mixsync_dagster.core.gcfreeze import long_lived_frozen
 from mixsync_dagster.core.owners import Liveness, describe
 from mixsync_dagster.core.prefetch import read_ahead
 from mixsync_dagster.core.records import Skipped, utcnow
@@ -149,7 +150,8 @@ def scan(
     if p.listing_done:
         return ScanResult(0, False, True, [])
     try:
-        result = _scan_pages(rt, claim, p, budget_seconds, hand_over)
+        with long_lived_frozen():
+            result = _scan_pages(rt, claim, p, budget_seconds, hand_over)
     except ProviderError as e:
         store.note_listing(rt.sync_id, redact(f"{type(e).__name__}: {e}"))
         raise

@@ -22,6 +22,7 @@ from mixsync_dagster.core.classify import (
     listing_prefix,
     retry_delay,
 )
+from mixsync_dagster.core.gcfreeze import long_lived_frozen
 from mixsync_dagster.core.judge import make_evaluator, object_spec
 from mixsync_dagster.core.mapping import compile_mapping
 from mixsync_dagster.core.prefetch import prefetched
@@ -156,6 +157,7 @@ def run_segment(
     page_size = min(PAGE_SIZE, max_files)
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(long_lived_frozen())
             pages = prefetch.take_over(rt.sync_id, p.pass_uid, p.position, page_size)
             if pages is None:
                 pages = stack.enter_context(
