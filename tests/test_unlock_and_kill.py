@@ -83,10 +83,10 @@ def assert_exactly_once(url: str, n: int) -> None:
 
 def test_unlock_releases_a_dead_run_and_refuses_a_live_one(tmp_path):
     src = tmp_path / "src"
-    tree(src, 6000)
+    tree(src, 20_000)
     url = f"sqlite:///{tmp_path / 'state.db'}"
-    # batch_size 1: a batch (one transaction) per file, and enough files, so the run lives
-    # long enough to be seen alive (the local bucket commits a page's files together).
+    # Enough files for the run to be caught working; it is then stopped (SIGSTOP), so it stays
+    # alive, mid-run, for as long as `unlock` takes to look at it, however fast the run is.
     cfg = write_config(
         tmp_path / "syncs.yaml", root=src, state_url=url, syncs=[{"name": "s1", "batch_size": 1}]
     )
@@ -94,6 +94,7 @@ def test_unlock_releases_a_dead_run_and_refuses_a_live_one(tmp_path):
     proc = start_sync(cfg, env)
     try:
         run = started_run(env)
+        os.kill(proc.pid, signal.SIGSTOP)
         alive = mixsync(cfg, env, "unlock", "s1")
         assert alive.returncode == 1 and "is alive" in alive.stderr, alive
         os.kill(proc.pid, signal.SIGKILL)
@@ -109,7 +110,7 @@ def test_unlock_releases_a_dead_run_and_refuses_a_live_one(tmp_path):
     assert "not locked" in mixsync(cfg, env, "unlock", "s1").stdout
     done = mixsync(cfg, env, "sync", "s1")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert_exactly_once(url, 6000)
+    assert_exactly_once(url, 20_000)
 
 
 def trial_config(work: Path, src: Path) -> tuple[Path, str]:
