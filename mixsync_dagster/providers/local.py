@@ -110,7 +110,7 @@ class LocalProvider:
         base = str(self.root).rstrip("/") + "/"
         self._root_bytes = os.fsencode(base)
         # The root may come from the environment: its URL form is masked once, here.
-        self._url_prefix = redact("file://" + quote_from_bytes(os.fsencode(base)))
+        self._url_prefix = redact("file://" + quote_from_bytes(self._root_bytes))
 
     def source_dir(self, source_path: str) -> Path:
         return Path(os.path.realpath(self.root / source_path.lstrip("/")))

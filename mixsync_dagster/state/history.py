@@ -29,28 +29,6 @@ class HistoryQueries:
 
     engine: Engine
 
-    def record_batch(
-        self,
-        c: Connection,
-        sync_id: int,
-        pass_no: int,
-        batch_id: str,
-        task_id: str | None,
-        object_count: int,
-        remote_status: str | None = None,
-    ) -> None:
-        c.execute(
-            insert(batches).values(
-                batch_id=batch_id,
-                sync_id=sync_id,
-                pass_no=pass_no,
-                object_count=object_count,
-                task_id=task_id,
-                created_at=utcnow(),
-                remote_status=remote_status,
-            )
-        )
-
     def record_batches(
         self,
         c: Connection,
@@ -58,7 +36,7 @@ class HistoryQueries:
         pass_no: int,
         submitted: Sequence[tuple[str, str | None, int]],
     ) -> None:
-        """`record_batch` for several (batch id, task id, object count) in one statement."""
+        """Record submitted batches, each (batch id, task id, object count), in one statement."""
         if not submitted:
             return
         now = utcnow()

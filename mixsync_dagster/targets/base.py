@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from mixsync_dagster.errors import FileVanished, PermanentFileError
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
@@ -62,6 +64,19 @@ class ObjectSpec:
     interrupted: bool = False
     """An earlier attempt may have created objects for this ref without recording them: reuse
     the one holding this fingerprint, retire the others."""
+
+
+READ_ERRORS = (FileVanished, PermanentFileError, OSError)
+"""What `ObjectSpec.open_blob` (or reading what it returns) raises for one file."""
+
+
+def unreadable(spec: ObjectSpec, e: Exception) -> ObjectResult:
+    """The result for a file whose bytes could not be read (`e` is one of READ_ERRORS)."""
+    if isinstance(e, FileVanished):
+        return ObjectResult(error=str(e), vanished=True)
+    if isinstance(e, OSError):
+        return ObjectResult(error=f"cannot read {spec.source_key}: {e.strerror or e}")
+    return ObjectResult(error=str(e))  # e.g. a Drive document too large to export
 
 
 def idempotency_key(sync: str, source_key: str, fingerprint: str) -> str:

@@ -28,8 +28,13 @@ from sqlalchemy import (
 )
 
 from mixsync_dagster.core.records import utcnow
-from mixsync_dagster.errors import FileVanished, PermanentFileError
-from mixsync_dagster.targets.base import ObjectResult, ObjectSpec, SubmittedBatch
+from mixsync_dagster.targets.base import (
+    READ_ERRORS,
+    ObjectResult,
+    ObjectSpec,
+    SubmittedBatch,
+    unreadable,
+)
 
 local_metadata = MetaData()
 
@@ -97,12 +102,8 @@ def _read(spec: ObjectSpec) -> str | ObjectResult | None:
     """The blob's sha256, or the ObjectResult that says why it could not be read."""
     try:
         return _digest(spec)
-    except FileVanished as e:
-        return ObjectResult(error=str(e), vanished=True)
-    except PermanentFileError as e:  # e.g. a Drive document too large to export
-        return ObjectResult(error=str(e))
-    except OSError as e:
-        return ObjectResult(error=f"cannot read {spec.source_key}: {e.strerror}")
+    except READ_ERRORS as e:
+        return unreadable(spec, e)
 
 
 class LocalBucketTarget:

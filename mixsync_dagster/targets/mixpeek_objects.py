@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
-from mixsync_dagster.errors import FileVanished, PermanentFileError
-from mixsync_dagster.targets.base import BlobSpec, ObjectResult, ObjectSpec
+from mixsync_dagster.targets.base import READ_ERRORS, BlobSpec, ObjectResult, ObjectSpec, unreadable
 from mixsync_dagster.targets.mixpeek_http import MixpeekHttp, MixpeekRejected
 
 TRACKING_KEY = "mixsync"
@@ -212,12 +211,8 @@ class ObjectBodies:
         assert spec.open_blob is not None
         try:
             f = spec.open_blob()
-        except FileVanished as e:
-            return ObjectResult(error=str(e), vanished=True)
-        except PermanentFileError as e:  # e.g. a Drive document too large to export
-            return ObjectResult(error=str(e))
-        except OSError as e:
-            return ObjectResult(error=f"cannot read {spec.source_key}: {e.strerror or e}")
+        except READ_ERRORS as e:
+            return unreadable(spec, e)
         with f:
             size = _size_of(f, spec.size)
             sized = {"file_size_bytes": size} if size > 0 else {}
