@@ -162,6 +162,65 @@ def test_pages_of_1000_list_every_key_once_in_the_servers_order(seaweed, tree):
     assert flatten(prov.list_pages(f"{bucket}/vol/", None, 1000), order) == listed
 
 
+def listed_by_botocore(server: S3Server, bucket: str, prefix: str) -> list[tuple[Any, ...]]:
+    """(key, size, modified, etag) of every key, from a plain boto3 client's own parse."""
+    pages = server.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [
+        (f"{bucket}/{o['Key']}", o["Size"], o["LastModified"], o["ETag"].strip('"'))
+        for pg in pages
+        for o in pg.get("Contents", [])
+        if not o["Key"].endswith("/")
+    ]
+
+
+@pytest.mark.parametrize("server", ["seaweed", "moto_s3"])
+def test_the_raw_listing_parse_reads_what_botocore_reads(request, server):
+    """The provider parses ListObjectsV2 answers itself (s3_listing); every field it takes
+    must be what botocore's own parser makes of the same answers, tricky keys included."""
+    srv = request.getfixturevalue(server)
+    client = srv.client()
+    bucket = new_bucket(client)
+    bodies = {f"p/f{i:04d}.bin": f"b{i}".encode() for i in range(2_100)}
+    bodies.update({f"p/{k.removeprefix('vol/')}": v for k, v in TRICKY.items()})
+    if server == "moto_s3":  # characters XML 1.0 cannot carry: sent URL-encoded
+        bodies.update({"p/ctl\x01\x1f.txt": b"control", "p/del\x7f.txt": b"del"})
+    put_many(client, bucket, bodies)
+    prov = provider(srv)
+    mine = [
+        (i.key, i.size, i.modified_at, i.etag)
+        for pg in prov.list_pages(f"{bucket}/p", None, 1000)
+        for i in pg.items
+    ]
+    assert mine == listed_by_botocore(srv, bucket, "p/")
+    assert len(mine) == len(bodies)
+    # The answers really were parsed by s3_listing: botocore was given an empty one.
+    resp = prov.client.list_objects_v2(Bucket=bucket, Prefix="p/", MaxKeys=5)
+    assert s3mod.s3_listing.RAW_BODY in resp and "Contents" not in resp
+    assert len(s3mod.s3_listing.page_of(resp).contents) == 5
+
+
+def test_parse_list_v2_decodes_keys_and_refuses_what_is_not_a_listing():
+    from mixsync_dagster.providers.s3_listing import ListingParseError, parse_list_v2
+
+    ns = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+    body = (
+        f"<ListBucketResult {ns}><IsTruncated>true</IsTruncated>"
+        "<NextContinuationToken>tok+/=</NextContinuationToken><EncodingType>url</EncodingType>"
+        "<Contents><Key>a%2Bb+c%01.txt</Key><LastModified>2026-01-02T03:04:05.678Z</LastModified>"
+        "<ETag>&quot;e1&quot;</ETag><Size>12</Size></Contents></ListBucketResult>"
+    ).encode()
+    page = parse_list_v2(body)
+    (o,) = page.contents
+    assert (o.key, o.size, o.etag) == ("a+b c\x01.txt", 12, '"e1"')
+    assert o.last_modified.isoformat() == "2026-01-02T03:04:05.678000+00:00"
+    assert page.is_truncated and page.next_token == "tok+/="  # tokens are never decoded
+    plain = body.replace(b"<EncodingType>url</EncodingType>", b"")
+    assert parse_list_v2(plain).contents[0].key == "a%2Bb+c%01.txt"
+    for bad in (b"<html>busy</html>", b"not xml at all", b"<Error><Code>X</Code></Error>"):
+        with pytest.raises(ListingParseError):
+            parse_list_v2(bad)
+
+
 @pytest.mark.parametrize("page_size", [1000, 700])
 def test_resuming_from_every_page_position_loses_and_repeats_nothing(seaweed, tree, page_size):
     bucket = tree["bucket"]

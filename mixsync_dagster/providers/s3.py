@@ -31,6 +31,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from mixsync_dagster.config import S3Connection
 from mixsync_dagster.core.records import FileItem, Page, Skipped
 from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
+from mixsync_dagster.providers import s3_listing
 from mixsync_dagster.providers.base import bucket_and_prefix
 from mixsync_dagster.redaction import get_logger, redact
 
@@ -181,6 +182,7 @@ class S3Provider:
         self.conn = conn
         self.max_attempts = max_attempts or MAX_ATTEMPTS
         self.client = make_client(conn, max_attempts=self.max_attempts)
+        s3_listing.keep_raw_listing(self.client)
         self._versioned: dict[str, bool] = {}
         creds = conn.credentials
         self._secrets = tuple(
@@ -224,14 +226,23 @@ class S3Provider:
         req: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if after:
             req["StartAfter"] = after
+        what = f"listing s3://{bucket}/{prefix}"
         while True:
-            resp = self._call(
-                f"listing s3://{bucket}/{prefix}", bucket, None, "list_objects_v2", req
+            resp = self._call(what, bucket, None, "list_objects_v2", req)
+            try:
+                answer = s3_listing.page_of(resp)
+            except s3_listing.ListingParseError as e:
+                raise ProviderError(
+                    f"connection '{self.connection_id}': S3 {what} at {self._where()}: {e}"
+                ) from None
+            contents = answer.contents
+            page = self._page(
+                bucket,
+                base,
+                [(o.key, o.size, o.last_modified, o.etag, None) for o in contents],
             )
-            contents = resp.get("Contents") or []
-            page = self._page(bucket, base, contents, None)
-            token = resp.get("NextContinuationToken")
-            if not resp.get("IsTruncated"):
+            token = answer.next_token
+            if not answer.is_truncated:
                 yield Page(page.items, page.skipped, None)
                 return
             if not contents and (not token or token == req.get("ContinuationToken")):
@@ -248,7 +259,7 @@ class S3Provider:
                 req["ContinuationToken"] = token
             else:
                 req.pop("ContinuationToken", None)
-                req["StartAfter"] = contents[-1]["Key"]
+                req["StartAfter"] = contents[-1].key
 
     def _list_versions(
         self, bucket: str, base: str, prefix: str, after: str | None, max_keys: int
@@ -266,8 +277,12 @@ class S3Provider:
             )
             # A key's latest entry is its first; older versions and keys whose latest entry is
             # a delete marker (listed under DeleteMarkers) are not files now.
-            latest = [v for v in resp.get("Versions") or [] if v.get("IsLatest")]
-            page = self._page(bucket, base, latest, "VersionId")
+            latest = [
+                (v["Key"], v["Size"], v["LastModified"], v.get("ETag", ""), v.get("VersionId"))
+                for v in resp.get("Versions") or []
+                if v.get("IsLatest")
+            ]
+            page = self._page(bucket, base, latest, versioned=True)
             if not resp.get("IsTruncated"):
                 yield Page(page.items, page.skipped, None)
                 return
@@ -294,21 +309,26 @@ class S3Provider:
                 req.pop("VersionIdMarker", None)
 
     def _page(
-        self, bucket: str, base: str, entries: list[dict[str, Any]], version_field: str | None
+        self,
+        bucket: str,
+        base: str,
+        entries: list[tuple[str, int, datetime, str, str | None]],
+        *,
+        versioned: bool = False,
     ) -> Page:
-        """Listing entries as a page whose position is the last entry's key."""
+        """Listing entries (key, size, modified, etag, version id) as a page whose position is
+        the last entry's key."""
         items: list[FileItem] = []
         skipped: list[Skipped] = []
-        for e in entries:
-            version = (e.get(version_field) or "null") if version_field else None
+        for key, size, modified, etag, version in entries:
             entry = self._entry(
-                bucket, base, e["Key"], e["Size"], e["LastModified"], e["ETag"], version
+                bucket, base, key, size, modified, etag, (version or "null") if versioned else None
             )
             if isinstance(entry, FileItem):
                 items.append(entry)
             else:
                 skipped.append(entry)
-        return Page(items, skipped, f"{bucket}/{entries[-1]['Key']}" if entries else None)
+        return Page(items, skipped, f"{bucket}/{entries[-1][0]}" if entries else None)
 
     def _entry(
         self,
