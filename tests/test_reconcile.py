@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mixsync_dagster.core.preview import PreviewTotals, preview
 from mixsync_dagster.state import StateStore
 from tests.harness import Driver, objects, tracked_rows, write_config
 
@@ -168,3 +169,54 @@ def test_v082_reconcile_block_deletes_only_what_it_names(tmp_path, src, state_ur
     (src / "d.mp4").unlink()
     d.run_pass("s1")
     assert keys(state_url) == ["a.mp4", "d.mp4"]  # drift deleted c.txt's; d.mp4's kept
+
+
+def test_on_update_false_keeps_a_changed_files_object_and_sees_the_change_once(
+    tmp_path, src, state_url, instance
+):
+    """`reconcile: {on_update: false}`: a changed file's object stays as it was (same id, same
+    bytes), the new version is recorded once, and the filters still judge it (drift)."""
+    files(src, ["a.txt", "b.txt", "c.txt"])
+    cfg, d = make(tmp_path, src, state_url, instance, reconcile_on_sync=None)
+    sync = {
+        "name": "s1",
+        "reconcile": {"on_update": False},
+        "max_deletes_per_pass": "50%",
+        "file_filters": {"max_size_bytes": 100},
+    }
+    write_config(cfg, root=src, state_url=state_url, syncs=[sync])
+    d.reload()
+    d.run_pass("s1")
+    before = {o["source_key"]: o for o in objects(state_url)}
+    fp_before = tracked(state_url, "a.txt")["fp"]
+    (src / "a.txt").write_text("a, edited")  # still matches
+    (src / "b.txt").write_text("b" * 500)  # now too big: filter drift
+    totals = PreviewTotals()
+    shown = {r.rel_path: r for r in preview(d.defs.resources["mixsync"].runtime("s1"), totals)}
+    assert shown["a.txt"].verdict == "kept" and "on_update is false" in (
+        shown["a.txt"].reason or ""
+    )
+    assert shown["b.txt"].verdict == "excluded" and shown["c.txt"].verdict == "unchanged"
+    assert totals.as_dict()["kept"] == 1
+    assert d.run_pass("s1") == 1
+    after = {o["source_key"]: o for o in objects(state_url)}
+    assert sorted(after) == ["a.txt", "c.txt"]  # b.txt's object went with the drift
+    assert after["a.txt"]["object_id"] == before["a.txt"]["object_id"]
+    assert after["a.txt"]["sha256"] == before["a.txt"]["sha256"]  # the old bytes, untouched
+    row = tracked(state_url, "a.txt")
+    assert row["status"] == "synced" and row["object_id"] == before["a.txt"]["object_id"]
+    assert row["fp"] != fp_before  # the change is recorded: later passes leave it alone
+    log = "\n".join(e.user_message for e in instance.all_logs(d.runs[-1].run_id) if e.user_message)
+    assert "1 changed file(s) kept their objects (on_update: false)" in log
+    assert tracked(state_url, "b.txt")["status"] == "excluded"
+    assert d.run_pass("s1") == 0  # nothing left to do
+    # With on_update back on (the default), the next change reaches the object (the local
+    # bucket keeps one object per file and rewrites it in place).
+    sync["reconcile"] = {}
+    write_config(cfg, root=src, state_url=state_url, syncs=[sync])
+    d.reload()
+    (src / "a.txt").write_text("a, edited again")
+    d.run_pass("s1")
+    again = {o["source_key"]: o for o in objects(state_url)}
+    assert again["a.txt"]["sha256"] != before["a.txt"]["sha256"]
+    assert again["a.txt"]["fingerprint"] != before["a.txt"]["fingerprint"]

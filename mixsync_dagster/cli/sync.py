@@ -203,6 +203,11 @@ def sync(obj: Ctx, name: str, wait: bool) -> None:
         f"failed {totals.get('failed', 0)}, vanished {totals.get('vanished', 0)}, deleted "
         f"{totals.get('deleted', 0)}; status {new_status}"
     )
+    if totals.get("kept"):
+        click.echo(
+            f"{name}: {totals['kept']} changed file(s) kept their objects as they were "
+            "(reconcile.on_update is false)"
+        )
     failed = totals.get("failed", 0)
     if failed:
         shown = "\n".join(f"  {path}: {why}" for path, why in samples[:20])
@@ -279,7 +284,7 @@ def _run_pass(rt: Any, me: str, claim: Any, dag: _Dagster, progress: Any) -> tup
             err = rt.store.get_sync(name)["last_error"] or "see the run in the Dagster UI"
             _fail(f"{name}: run {result.run_id} failed: {err}")
         out = result.output_for_node("sync_files")
-        for k in ("listed", "synced", "excluded", "failed", "vanished", "bytes"):
+        for k in ("listed", "synced", "excluded", "failed", "vanished", "bytes", "kept"):
             totals[k] = totals.get(k, 0) + int(out.get(k, 0))
         samples.extend(out.get("failed_samples", []))
         rec = result.output_for_node("reconcile_objects")

@@ -252,7 +252,8 @@ class ReconcileSettings(_Model):
     on_delete: StrictBool = True
     """Delete the object of a file that is gone from the source."""
     on_update: StrictBool = True
-    """Re-sync a file whose content changed (a new object, then the old one is deleted)."""
+    """Re-sync a file whose content changed (a new object, then the old one is deleted).
+    False: the object stays as it was and the new version is only recorded (Action.KEEP)."""
     on_filter_drift: StrictBool = True
     """Delete the object of a file that no longer matches the filters."""
     re_extract_on_update: StrictBool = True

@@ -22,6 +22,10 @@ class Action(StrEnum):
     """It failed before and its backoff is over, or an earlier attempt was interrupted."""
     RECHECK = "recheck"
     """The filters changed since the file was judged."""
+    KEEP = "keep"
+    """Its content changed, but `reconcile.on_update` is false: the object it has stays as it
+    is; the filters judge the new version (filter drift still applies) and the new fingerprint
+    is recorded, so the change is seen once."""
 
 
 def retry_delay(attempts: int, base_seconds: int) -> timedelta:
@@ -36,6 +40,8 @@ def classify(
     filter_hash: int,
     skip_duplicates: bool,
     now: datetime | None = None,
+    *,
+    on_update: bool = True,
 ) -> Action | None:
     """What a listed file needs, or None when nothing changed."""
     if row is None:
@@ -43,7 +49,7 @@ def classify(
     if not skip_duplicates:
         return Action.RESEND
     if row.fp != fp:
-        return Action.CHANGED
+        return Action.CHANGED if on_update or row.object_id is None else Action.KEEP
     if row.status == Tracked.CREATING:
         return Action.RETRY
     if row.status == Tracked.RETRY and row.attempts < MAX_ATTEMPTS:

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from mixsync_dagster.core.classify import classify, listing_prefix
+from mixsync_dagster.core.classify import Action, classify, listing_prefix
 from mixsync_dagster.core.filters import CompiledFilters, compile_filters
 from mixsync_dagster.core.judge import make_evaluator
 from mixsync_dagster.core.mapping import Mapped, compile_mapping
@@ -18,6 +18,7 @@ from mixsync_dagster.state import Tracked, TrackedRow, hash64
 
 VERDICTS = (
     "would_sync",
+    "kept",
     "unchanged",
     "excluded",
     "would_fail",
@@ -33,7 +34,7 @@ class PreviewRow:
     rel_path: str
     size: int | None
     verdict: str
-    """would_sync | unchanged | excluded | would_fail | failed | skipped"""
+    """would_sync | kept | unchanged | excluded | would_fail | failed | skipped"""
     action: str | None = None
     """for would_sync: new | changed | resend | retry | recheck"""
     filter: str | None = None
@@ -141,8 +142,16 @@ def _accepted_row(
     mapper: Callable[[FileItem], Mapped],
 ) -> PreviewRow:
     action = classify(
-        prior, hash64(item.fingerprint), rt.filter_hash, rt.sync.skip_duplicates, utcnow()
+        prior,
+        hash64(item.fingerprint),
+        rt.filter_hash,
+        rt.sync.skip_duplicates,
+        utcnow(),
+        on_update=rt.sync.reconcile_policy.on_update,
     )
+    if action is Action.KEEP:
+        reason = "content changed; reconcile.on_update is false, so its object stays as it is"
+        return PreviewRow(item.key, item.rel_path, item.size, "kept", reason=reason)
     if action is not None:
         try:
             mapper(item)

@@ -58,6 +58,8 @@ class Tally:
     discovered: int = 0
     batches: int = 0
     skipped: int = 0
+    kept: int = 0
+    """Changed files whose objects stayed as they were (`reconcile.on_update: false`)."""
     excluded_samples: list[tuple[str, str]] = field(default_factory=list)
     failed_samples: list[tuple[str, str]] = field(default_factory=list)
     skipped_samples: list[tuple[str, str]] = field(default_factory=list)
@@ -65,7 +67,7 @@ class Tally:
     def add(self, other: Tally) -> None:
         for name in ("listed", "synced", "excluded", "failed", "vanished", "bytes"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in ("discovered", "batches", "skipped"):
+        for name in ("discovered", "batches", "skipped", "kept"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("excluded_samples", "failed_samples", "skipped_samples"):
             mine = getattr(self, name)
@@ -100,6 +102,7 @@ def needs_work(rt: SyncRuntime, page: Page, now: datetime) -> PageWork:
     if not items:
         return PageWork([])
     fh, dup = rt.filter_hash, rt.sync.skip_duplicates
+    on_update = rt.sync.reconcile_policy.on_update
     fps = [hash64(i.fingerprint) for i in items]
     before = 0
     if dup:
@@ -119,7 +122,7 @@ def needs_work(rt: SyncRuntime, page: Page, now: datetime) -> PageWork:
     out = []
     for item, fp in open_items:
         prior = known.get(item.key)
-        action = classify(prior, fp, fh, dup, now)
+        action = classify(prior, fp, fh, dup, now, on_update=on_update)
         if action is not None:
             out.append(Work(item, action, prior, fp))
         elif prior is not None and prior.status is Tracked.EXCLUDED:
@@ -267,6 +270,12 @@ class _Chunker:
                     tally.excluded_samples.append(
                         (item.rel_path, f"{verdict.filter}: {verdict.reason}")
                     )
+                continue
+            if w.action is Action.KEEP and w.prior is not None:
+                outcomes.append(
+                    Outcome(item.key, w.fp, Tracked.SYNCED, w.prior.object_id, rt.filter_hash)
+                )
+                tally.kept += 1
                 continue
             try:
                 mapped = self.mapper(item)

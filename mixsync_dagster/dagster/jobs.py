@@ -167,7 +167,9 @@ def sync_files(
     context.log.info(
         f"pass {claim.pass_no}: listed {t.listed}, synced {t.synced}, excluded {t.excluded}, "
         f"failed {t.failed}, vanished {t.vanished}, {t.batches} batch(es) submitted in "
-        f"{res.seconds:.1f} s" + ("" if res.listing_done else f"; stopped ({res.stopped})")
+        f"{res.seconds:.1f} s"
+        + (f"; {t.kept} changed file(s) kept their objects (on_update: false)" if t.kept else "")
+        + ("" if res.listing_done else f"; stopped ({res.stopped})")
     )
     if not res.listing_done:
         rt.store.hand_back(claim, config.parent or None)
@@ -181,6 +183,7 @@ def sync_files(
         failed=t.failed,
         vanished=t.vanished,
         bytes=t.bytes,
+        kept=t.kept,
         failed_samples=[list(x) for x in t.failed_samples],
     )
     return out
