@@ -199,6 +199,60 @@ def test_the_raw_listing_parse_reads_what_botocore_reads(request, server):
     assert len(s3mod.s3_listing.page_of(resp).contents) == 5
 
 
+def test_the_raw_version_listing_parse_reads_what_botocore_reads(moto_s3):
+    """The same for a versioned bucket: overwritten keys, delete markers, tricky keys, and
+    pages that end inside one key's versions."""
+    client = moto_s3.client()
+    bucket = new_bucket(client, versioned=True)
+    bodies = {f"p/f{i:04d}.bin": f"b{i}".encode() for i in range(1_200)}
+    bodies.update({f"p/{k.removeprefix('vol/')}": v for k, v in TRICKY.items()})
+    # (No control characters here: moto answers ListObjectVersions of such keys with a 500.)
+    put_many(client, bucket, bodies)
+    put_many(client, bucket, {k: v + b" v2" for k, v in list(bodies.items())[::3]})
+    for k in list(bodies)[1::7]:
+        client.delete_object(Bucket=bucket, Key=k)  # a delete marker is the latest entry
+    pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix="p/")
+    want = [
+        (f"{bucket}/{v['Key']}", v["Size"], v["LastModified"], v["ETag"].strip('"'), v["VersionId"])
+        for pg in pages
+        for v in pg.get("Versions", [])
+        if v["IsLatest"]
+    ]
+    for page_size in (1000, 333):
+        got = [
+            (i.key, i.size, i.modified_at, i.etag, i.metadata["version_id"])
+            for pg in provider(moto_s3).list_pages(f"{bucket}/p", None, page_size)
+            for i in pg.items
+        ]
+        assert got == want, page_size
+    assert len(want) == len(bodies) - len(list(bodies)[1::7])
+    resp = provider(moto_s3).client.list_object_versions(Bucket=bucket, Prefix="p/", MaxKeys=5)
+    assert s3mod.s3_listing.RAW_BODY in resp and "Versions" not in resp
+
+
+def test_parse_list_versions_decodes_keys_and_markers_but_not_version_ids():
+    from mixsync_dagster.providers.s3_listing import ListingParseError, parse_list_versions
+
+    ns = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+    body = (
+        f"<ListVersionsResult {ns}><IsTruncated>true</IsTruncated><EncodingType>url</EncodingType>"
+        "<NextKeyMarker>a%2Bb+c</NextKeyMarker><NextVersionIdMarker>v+1</NextVersionIdMarker>"
+        "<Version><Key>a%2Bb+c</Key><VersionId>v+1</VersionId><IsLatest>true</IsLatest>"
+        "<LastModified>2026-01-02T03:04:05.000Z</LastModified><ETag>&quot;e&quot;</ETag>"
+        "<Size>3</Size></Version>"
+        "<DeleteMarker><Key>gone</Key><VersionId>d1</VersionId><IsLatest>true</IsLatest>"
+        "<LastModified>2026-01-02T03:04:05.000Z</LastModified></DeleteMarker>"
+        "</ListVersionsResult>"
+    ).encode()
+    page = parse_list_versions(body)
+    (v,) = page.versions
+    assert (v.key, v.version_id, v.is_latest, v.size, v.etag) == ("a+b c", "v+1", True, 3, '"e"')
+    assert page.is_truncated and page.next_key_marker == "a+b c"
+    assert page.next_version_id_marker == "v+1"
+    with pytest.raises(ListingParseError):
+        parse_list_versions(body.replace(b"ListVersionsResult", b"ListBucketResult"))
+
+
 def test_parse_list_v2_decodes_keys_and_refuses_what_is_not_a_listing():
     from mixsync_dagster.providers.s3_listing import ListingParseError, parse_list_v2
 

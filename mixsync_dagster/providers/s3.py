@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, NoReturn, cast
+from typing import Any, BinaryIO, NoReturn, TypeVar, cast
 
 import boto3
 from botocore.config import Config
@@ -83,6 +83,8 @@ VERSIONING_UNAVAILABLE_CODES = frozenset(
 _warned_unversioned: set[tuple[str, str]] = set()
 """(connection, bucket) pairs already warned about in this process: one warning, not one a tick."""
 
+
+T = TypeVar("T")
 
 _session_lock = threading.Lock()
 _session: boto3.session.Session | None = None
@@ -229,12 +231,7 @@ class S3Provider:
         what = f"listing s3://{bucket}/{prefix}"
         while True:
             resp = self._call(what, bucket, None, "list_objects_v2", req)
-            try:
-                answer = s3_listing.page_of(resp)
-            except s3_listing.ListingParseError as e:
-                raise ProviderError(
-                    f"connection '{self.connection_id}': S3 {what} at {self._where()}: {e}"
-                ) from None
+            answer = self._read(what, s3_listing.page_of, resp)
             contents = answer.contents
             page = self._page(
                 bucket,
@@ -267,34 +264,29 @@ class S3Provider:
         req: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if after:
             req["KeyMarker"] = after
+        what = f"listing versions of s3://{bucket}/{prefix}"
         while True:
-            resp = self._call(
-                f"listing versions of s3://{bucket}/{prefix}",
-                bucket,
-                None,
-                "list_object_versions",
-                req,
-            )
+            resp = self._call(what, bucket, None, "list_object_versions", req)
+            answer = self._read(what, s3_listing.versions_of, resp)
             # A key's latest entry is its first; older versions and keys whose latest entry is
             # a delete marker (listed under DeleteMarkers) are not files now.
             latest = [
-                (v["Key"], v["Size"], v["LastModified"], v.get("ETag", ""), v.get("VersionId"))
-                for v in resp.get("Versions") or []
-                if v.get("IsLatest")
+                (v.key, v.size, v.last_modified, v.etag, v.version_id)
+                for v in answer.versions
+                if v.is_latest
             ]
             page = self._page(bucket, base, latest, versioned=True)
-            if not resp.get("IsTruncated"):
+            if not answer.is_truncated:
                 yield Page(page.items, page.skipped, None)
                 return
-            key_marker = resp.get("NextKeyMarker")
+            key_marker = answer.next_key_marker
             if not key_marker:
                 raise ProviderError(
                     f"connection '{self.connection_id}': the server truncated a version listing "
                     f"of s3://{bucket}/{prefix} without a NextKeyMarker"
                 )
-            if key_marker == req.get("KeyMarker") and resp.get("NextVersionIdMarker") == req.get(
-                "VersionIdMarker"
-            ):
+            version_marker = answer.next_version_id_marker
+            if key_marker == req.get("KeyMarker") and version_marker == req.get("VersionIdMarker"):
                 raise ProviderError(
                     f"connection '{self.connection_id}': version listing of s3://{bucket}/{prefix} "
                     "does not advance"
@@ -303,10 +295,19 @@ class S3Provider:
             # are all older than the latest one this page has already seen.
             yield Page(page.items, page.skipped, f"{bucket}/{key_marker}")
             req["KeyMarker"] = key_marker
-            if resp.get("NextVersionIdMarker"):
-                req["VersionIdMarker"] = resp["NextVersionIdMarker"]
+            if version_marker:
+                req["VersionIdMarker"] = version_marker
             else:
                 req.pop("VersionIdMarker", None)
+
+    def _read(self, what: str, read: Callable[[dict[str, Any]], T], resp: dict[str, Any]) -> T:
+        """A listing answer read by `s3_listing`; one that is not a listing is a ProviderError."""
+        try:
+            return read(resp)
+        except s3_listing.ListingParseError as e:
+            raise ProviderError(
+                f"connection '{self.connection_id}': S3 {what} at {self._where()}: {e}"
+            ) from None
 
     def _page(
         self,

@@ -1,4 +1,5 @@
-"""ListObjectsV2 answers parsed with ElementTree, the request still sent by boto3.
+"""ListObjectsV2 and ListObjectVersions answers parsed with ElementTree, the requests still
+sent by boto3.
 
 Why: botocore's generic response parser turns each 1,000-key page into dicts through the
 service model, with a dateutil parse per timestamp; measured against SeaweedFS on 101 pages of
@@ -9,10 +10,10 @@ timeouts, the `EncodingType=url` botocore adds, and error answers (status >= 300
 botocore recognises as an embedded error) are all botocore's own.
 
 How: a `before-parse` handler on the provider's own client (the documented botocore event that
-sees the raw response before the parser) keeps the body of a successful ListObjectsV2 answer
-under RAW_BODY and gives the parser an empty result to parse. The provider then reads the kept
-body with `parse_list_v2`; a client without the handler (or a body the handler did not keep)
-is read from botocore's own parse, so the two agree by construction and are compared in tests.
+sees the raw response before the parser) keeps the body of a successful listing answer under
+RAW_BODY and gives the parser an empty result to parse. The provider then reads the kept body
+with `parse_list_v2` / `parse_list_versions`; a client without the handler (or a body the
+handler did not keep) is read from botocore's own parse. Tests compare the two on real servers.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ RAW_BODY = "MixsyncRawListBody"
 """Where the handler leaves the raw answer in the call's result."""
 
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-_EMPTY = b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"></ListBucketResult>'
-_EVENT = "before-parse.s3.ListObjectsV2"
+_EMPTY = {
+    "ListObjectsV2": b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>',
+    "ListObjectVersions": b'<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>',
+}
 
 
 class ListingParseError(ValueError):
@@ -48,6 +51,28 @@ class ListedObject:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedVersion:
+    """One `Version` entry of a ListObjectVersions answer (delete markers are not read)."""
+
+    key: str
+    size: int
+    last_modified: datetime
+    etag: str
+    version_id: str | None
+    is_latest: bool
+
+
+@dataclass(frozen=True, slots=True)
+class VersionsPage:
+    """One ListObjectVersions answer."""
+
+    versions: list[ListedVersion]
+    is_truncated: bool
+    next_key_marker: str | None
+    next_version_id_marker: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ListV2Page:
     """One ListObjectsV2 answer."""
 
@@ -57,18 +82,24 @@ class ListV2Page:
 
 
 def _keep_body(
-    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+    response_dict: dict[str, Any],
+    customized_response_dict: dict[str, Any],
+    operation_model: Any,
+    **_: Any,
 ) -> None:
     body = response_dict.get("body")
     if response_dict.get("status_code") == 200 and isinstance(body, bytes | bytearray):
         customized_response_dict[RAW_BODY] = bytes(body)
-        response_dict["body"] = _EMPTY
+        response_dict["body"] = _EMPTY[operation_model.name]
 
 
 def keep_raw_listing(client: Any) -> None:
-    """Make `client.list_objects_v2` leave its raw answer for `page_of` (this client only:
-    every botocore client has its own copy of the event hooks)."""
-    client.meta.events.register(_EVENT, _keep_body, unique_id="mixsync-raw-list-v2")
+    """Make `client`'s listing calls leave their raw answers for `page_of` / `versions_of`
+    (this client only: every botocore client has its own copy of the event hooks)."""
+    for op in _EMPTY:
+        client.meta.events.register(
+            f"before-parse.s3.{op}", _keep_body, unique_id=f"mixsync-raw-{op}"
+        )
 
 
 def _time(text: str) -> datetime:
@@ -78,16 +109,25 @@ def _time(text: str) -> datetime:
         return parse_timestamp(text)
 
 
-def parse_list_v2(body: bytes) -> ListV2Page:
-    """A ListObjectsV2 answer's entries, decoded as botocore decodes them (keys URL-decoded
-    when the answer says `EncodingType` url, which botocore asks for)."""
+def _root(body: bytes, name: str) -> tuple[ET.Element, bool]:
+    """The answer's root element, and whether its keys are URL-encoded."""
     try:
         root = ET.fromstring(body)
     except ET.ParseError as e:
         raise ListingParseError(f"the answer is not XML ({e})") from None
-    if root.tag != f"{_NS}ListBucketResult":
-        raise ListingParseError(f"the answer's root element is {root.tag!r}, not ListBucketResult")
-    url_encoded = root.findtext(f"{_NS}EncodingType") == "url"
+    if root.tag != f"{_NS}{name}":
+        raise ListingParseError(f"the answer's root element is {root.tag!r}, not {name}")
+    return root, root.findtext(f"{_NS}EncodingType") == "url"
+
+
+def _flag(root: ET.Element, tag: str) -> bool:
+    return (root.findtext(f"{_NS}{tag}") or "").strip().lower() == "true"
+
+
+def parse_list_v2(body: bytes) -> ListV2Page:
+    """A ListObjectsV2 answer's entries, decoded as botocore decodes them (keys URL-decoded
+    when the answer says `EncodingType` url, which botocore asks for)."""
+    root, url_encoded = _root(body, "ListBucketResult")
     contents: list[ListedObject] = []
     key_tag, size_tag, time_tag, etag_tag = (
         f"{_NS}Key",
@@ -109,9 +149,36 @@ def parse_list_v2(body: bytes) -> ListV2Page:
             )
         )
     return ListV2Page(
-        contents,
-        (root.findtext(f"{_NS}IsTruncated") or "").strip().lower() == "true",
-        root.findtext(f"{_NS}NextContinuationToken") or None,
+        contents, _flag(root, "IsTruncated"), root.findtext(f"{_NS}NextContinuationToken") or None
+    )
+
+
+def parse_list_versions(body: bytes) -> VersionsPage:
+    """A ListObjectVersions answer's versions, decoded as botocore decodes them (keys and
+    NextKeyMarker URL-decoded under `EncodingType` url; version id markers never)."""
+    root, url_encoded = _root(body, "ListVersionsResult")
+    versions: list[ListedVersion] = []
+    for v in root.iterfind(f"{_NS}Version"):
+        key = v.findtext(f"{_NS}Key")
+        modified = v.findtext(f"{_NS}LastModified")
+        if key is None or modified is None:
+            raise ListingParseError("a Version entry without its Key or LastModified")
+        versions.append(
+            ListedVersion(
+                key=unquote_plus(key) if url_encoded else key,
+                size=int(v.findtext(f"{_NS}Size") or 0),
+                last_modified=_time(modified),
+                etag=v.findtext(f"{_NS}ETag") or "",
+                version_id=v.findtext(f"{_NS}VersionId"),
+                is_latest=_flag(v, "IsLatest"),
+            )
+        )
+    marker = root.findtext(f"{_NS}NextKeyMarker") or None
+    return VersionsPage(
+        versions,
+        _flag(root, "IsTruncated"),
+        unquote_plus(marker) if marker is not None and url_encoded else marker,
+        root.findtext(f"{_NS}NextVersionIdMarker") or None,
     )
 
 
@@ -128,4 +195,27 @@ def page_of(resp: dict[str, Any]) -> ListV2Page:
         ],
         bool(resp.get("IsTruncated")),
         resp.get("NextContinuationToken"),
+    )
+
+
+def versions_of(resp: dict[str, Any]) -> VersionsPage:
+    """The page a `list_object_versions` call returned (see `page_of`)."""
+    raw = resp.get(RAW_BODY)
+    if raw is not None:
+        return parse_list_versions(raw)
+    return VersionsPage(
+        [
+            ListedVersion(
+                v["Key"],
+                int(v["Size"]),
+                v["LastModified"],
+                v.get("ETag", ""),
+                v.get("VersionId"),
+                bool(v.get("IsLatest")),
+            )
+            for v in resp.get("Versions") or []
+        ],
+        bool(resp.get("IsTruncated")),
+        resp.get("NextKeyMarker"),
+        resp.get("NextVersionIdMarker"),
     )
