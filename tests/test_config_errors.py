@@ -136,6 +136,7 @@ AZ = {
     "account_key": {"env": SECRET_TOKEN_VAR},
 }
 DRIVE = {"provider": "google_drive", "credentials_json": {"env": SECRET_TOKEN_VAR}}
+S3 = {"provider": "s3", "region": "us-east-1"}
 
 
 def replace_conn(base: dict[str, Any], **changes: Any) -> Callable[[dict[str, Any]], None]:
@@ -344,6 +345,61 @@ CASES = [
         "connections.inbox.region",
         ["required"],
         edit=conn_edit(provider="s3"),
+    ),
+    Case(
+        "s3_keys_and_role",
+        None,
+        "connections.inbox.credentials",
+        ["role_arn, not both", "default aws credential chain"],
+        edit=replace_conn(
+            S3,
+            credentials={
+                "access_key_id": "AKIA0000",
+                "secret_access_key": {"env": SECRET_TOKEN_VAR},
+                "role_arn": "arn:aws:iam::123456789012:role/reader",
+            },
+        ),
+    ),
+    Case(
+        "s3_half_keys",
+        None,
+        "connections.inbox.credentials",
+        ["both access_key_id and secret_access_key", "role_arn"],
+        edit=replace_conn(S3, credentials={"access_key_id": "AKIA0000"}),
+    ),
+    Case(
+        "s3_role_arn_not_an_arn",
+        None,
+        "connections.inbox.credentials.role_arn",
+        ["arn:aws"],
+        edit=replace_conn(S3, credentials={"role_arn": "reader"}),
+    ),
+    Case(
+        "s3_external_id_without_role",
+        None,
+        "connections.inbox.credentials",
+        ["external_id and sts_endpoint_url go with role_arn"],
+        edit=replace_conn(
+            S3,
+            credentials={
+                "access_key_id": "AKIA0000",
+                "secret_access_key": "x",
+                "external_id": "ext-1",
+            },
+        ),
+    ),
+    Case(
+        "s3_role_session_too_short",
+        None,
+        "connections.inbox.credentials.duration_seconds",
+        ["1800"],
+        edit=replace_conn(
+            S3,
+            credentials={
+                "role_arn": "arn:aws:iam::123456789012:role/reader",
+                "duration_seconds": 900,
+            },
+        ),
     ),
     Case(
         "bool_not_bool",

@@ -882,6 +882,83 @@ def test_default_credential_chain(seaweed, tree, no_aws_env, monkeypatch):
     assert next(iter(prov.list_pages(f"{tree['bucket']}/vol", None, 5))).items
 
 
+ROLE = "arn:aws:iam::123456789012:role/mixsync-reader"
+
+
+def test_a_role_is_assumed_with_the_default_chain_and_its_credentials_sign(
+    moto_s3, no_aws_env, monkeypatch
+):
+    """`credentials: {role_arn, external_id}` (Mixpeek's form): STS AssumeRole (moto's) is
+    called with the chain's keys, the role, the external id and the session settings, and the
+    temporary keys it returns sign the S3 requests; without a chain, a clear AuthError."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sts.models import sts_backends
+
+    client = moto_s3.client()
+    bucket = new_bucket(client)
+    put_many(client, bucket, {"a.txt": b"a", "b/c.txt": b"c"})
+    creds = {
+        "role_arn": ROLE,
+        "external_id": "ext-Zq7XK2pL",
+        "role_session_name": f"mixsync-{uuid.uuid4().hex[:8]}",
+        "duration_seconds": 1800,
+        "sts_endpoint_url": moto_s3.endpoint,
+    }
+    with pytest.raises(AuthError, match="no usable AWS credentials to assume role") as err:
+        list(provider(moto_s3, credentials=creds).list_pages(bucket, None, 10))
+    assert ROLE in str(err.value) and "connection 'src'" in str(err.value)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIABASECHAIN0000001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "base-chain-secret")
+    prov = provider(moto_s3, credentials=creds)
+    signed: list[str] = []
+    prov.client.meta.events.register(
+        "before-send.s3.*",
+        lambda request, **kw: signed.append(request.headers["Authorization"].decode()),
+    )
+    listed = [i.key for p in prov.list_pages(bucket, None, 10) for i in p.items]
+    assert listed == [f"{bucket}/a.txt", f"{bucket}/b/c.txt"]
+    (role,) = [
+        r
+        for r in sts_backends[DEFAULT_ACCOUNT_ID]["aws"].assumed_roles
+        if r.session_name == creds["role_session_name"]
+    ]
+    assert (role.role_arn, role.external_id) == (ROLE, "ext-Zq7XK2pL")
+    assert signed and all(f"Credential={role.access_key_id}/" in h for h in signed)
+    assert role.access_key_id != "AKIABASECHAIN0000001"
+    # A second provider (the next tick, the next op) reuses the role's credentials.
+    list(provider(moto_s3, credentials=creds).list_pages(bucket, None, 10))
+    same = [
+        r
+        for r in sts_backends[DEFAULT_ACCOUNT_ID]["aws"].assumed_roles
+        if r.session_name == creds["role_session_name"]
+    ]
+    assert len(same) == 1
+
+
+def test_a_refused_or_unreachable_role_is_an_auth_or_transient_error(
+    seaweed, tree, no_aws_env, monkeypatch, flaky
+):
+    """STS answers that refuse the chain (a real 403, here from SeaweedFS, which does not know
+    the chain's key) are an AuthError naming the role and what to check; an STS that is down
+    (503s through the failing proxy) is a TransientError. Neither message has a secret."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIABASECHAIN0000002")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "base-chain-secret-2")
+    creds = {"role_arn": ROLE, "external_id": "ext-9", "sts_endpoint_url": seaweed.endpoint}
+    with pytest.raises(AuthError) as err:
+        list(provider(seaweed, credentials=creds).list_pages(tree["bucket"], None, 10))
+    text = str(err.value)
+    assert "STS refused" in text and ROLE in text and "trust policy" in text, text
+    assert "base-chain-secret-2" not in text
+    flaky.outage("503")
+    try:
+        down = {**creds, "external_id": "ext-10", "sts_endpoint_url": flaky.endpoint}
+        with pytest.raises(TransientError, match="STS could not assume role"):
+            prov = provider(seaweed, credentials=down, max_attempts=2)
+            list(prov.list_pages(tree["bucket"], None, 10))
+    finally:
+        flaky.restore()
+
+
 def test_enrich_and_list_are_only_what_is_asked(moto_s3):
     """Counted on the provider's own client with botocore event hooks: a listing costs one
     LIST per page plus one versioning check per bucket, and nothing else."""

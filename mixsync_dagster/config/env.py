@@ -35,6 +35,9 @@ CONNECTION_ENV_FIELDS = frozenset(
         ("credentials", "access_key_id"),
         ("credentials", "secret_access_key"),
         ("credentials", "session_token"),
+        ("credentials", "role_arn"),
+        ("credentials", "external_id"),
+        ("credentials", "sts_endpoint_url"),
         # azure_blob
         ("account_url",),
         ("connection_string",),

@@ -58,9 +58,47 @@ class LocalConnection(_Model):
 
 
 class S3Credentials(_Model):
-    access_key_id: SecretStr
-    secret_access_key: SecretStr
+    """Access keys, or a role to assume (Mixpeek's `{role_arn, external_id}` form).
+
+    A role is assumed with STS using the default AWS credential chain (the pod's, the
+    instance's, a profile's) and its temporary credentials are refreshed before they expire."""
+
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None
+    role_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
+    )
+    external_id: str | None = Field(default=None, min_length=2, max_length=1224)
+    """The role's trust policy condition (sts:ExternalId), as Mixpeek's setup guide writes it."""
+    role_session_name: str = Field(default="mixsync", pattern=r"^[A-Za-z0-9_+=,.@-]{2,64}$")
+    duration_seconds: StrictInt = Field(default=3600, ge=1800, le=43_200)
+    """How long each set of temporary credentials lasts (the role's maximum session caps it).
+    At least 30 minutes: botocore fetches new credentials 15 minutes before they expire, so
+    STS's own minimum (15 minutes) would mean an AssumeRole call before every request."""
+    sts_endpoint_url: str | None = None
+    """STS for the role (default: AWS's in the connection's region); an S3-compatible store
+    with its own AssumeRole (MinIO) names its endpoint here."""
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> S3Credentials:
+        keys = self.access_key_id is not None or self.secret_access_key is not None
+        if keys and self.role_arn is not None:
+            raise ValueError(
+                "give access_key_id / secret_access_key or role_arn, not both (the role is "
+                "assumed with the default AWS credential chain)"
+            )
+        if self.role_arn is None:
+            if self.access_key_id is None or self.secret_access_key is None:
+                raise ValueError(
+                    "give both access_key_id and secret_access_key, or role_arn (with "
+                    "external_id), or leave credentials out for the default AWS credential chain"
+                )
+            if self.external_id is not None or self.sts_endpoint_url is not None:
+                raise ValueError("external_id and sts_endpoint_url go with role_arn")
+        elif self.session_token is not None:
+            raise ValueError("session_token goes with access keys, not with role_arn")
+        return self
 
 
 class S3Connection(_Model):

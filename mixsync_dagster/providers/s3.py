@@ -27,11 +27,12 @@ from botocore.exceptions import (
     SSLError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from pydantic import SecretStr
 
 from mixsync_dagster.config import S3Connection
 from mixsync_dagster.core.records import FileItem, Page, Skipped
 from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
-from mixsync_dagster.providers import s3_listing
+from mixsync_dagster.providers import s3_listing, s3_role
 from mixsync_dagster.providers.base import bucket_and_prefix
 from mixsync_dagster.redaction import get_logger, redact
 
@@ -124,20 +125,28 @@ def make_client(conn: S3Connection, *, max_attempts: int | None = None) -> Any:
         read_timeout=READ_TIMEOUT_SECONDS,
         user_agent_extra="mixsync",
     )
+    keys = creds if creds is not None and creds.role_arn is None else None
     with _session_lock:
-        return _shared_session().client(
+        session = (
+            s3_role.role_session(creds, conn.region)
+            if creds is not None and creds.role_arn is not None
+            else _shared_session()
+        )
+        return session.client(
             "s3",
             region_name=conn.region,
             endpoint_url=conn.endpoint_url,
             use_ssl=conn.use_ssl,
             verify=conn.verify_ssl,
-            aws_access_key_id=creds.access_key_id.get_secret_value() if creds else None,
-            aws_secret_access_key=creds.secret_access_key.get_secret_value() if creds else None,
-            aws_session_token=(
-                creds.session_token.get_secret_value() if creds and creds.session_token else None
-            ),
+            aws_access_key_id=_value(keys.access_key_id) if keys else None,
+            aws_secret_access_key=_value(keys.secret_access_key) if keys else None,
+            aws_session_token=_value(keys.session_token) if keys else None,
             config=config,
         )
+
+
+def _value(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
 
 
 def _utc(value: datetime) -> datetime:
@@ -518,6 +527,20 @@ class S3Provider:
             status = meta.get("HTTPStatusCode")
             tries = int(meta.get("RetryAttempts", 0)) + 1
             label = f"{code} (HTTP {status})" if code and code != str(status) else f"HTTP {status}"
+            creds = self.conn.credentials
+            if err.operation_name == "AssumeRole" and creds is not None:
+                if code in TRANSIENT_CODES or status == 429 or (status or 0) >= 500:
+                    return TransientError(
+                        f"{who}: STS could not assume role {creds.role_arn} for {what} "
+                        f"({label}); the next tick or step retries"
+                    )
+                return AuthError(
+                    f"{who}: STS refused to let the default AWS credential chain assume role "
+                    f"{creds.role_arn} ({label}) for {what}. Check the role's trust policy (it "
+                    "must trust the identity mixsync runs as, with sts:ExternalId equal to the "
+                    "connection's external_id), and duration_seconds against the role's "
+                    "maximum session duration"
+                )
             if code in AUTH_CODES or status in (401, 403):
                 on = f"bucket '{bucket}'" if bucket else where
                 return AuthError(
@@ -548,6 +571,14 @@ class S3Provider:
             message = self._scrub(str(error.get("Message", "")))
             return ProviderError(f"{who}: S3 {what} failed with {label}: {message}")
         if isinstance(err, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
+            creds = self.conn.credentials
+            if creds is not None and creds.role_arn is not None:
+                return AuthError(
+                    f"{who}: no usable AWS credentials to assume role {creds.role_arn} for "
+                    f"{what} ({type(err).__name__}). The role is assumed with the default AWS "
+                    "credential chain: give this process one (AWS_ACCESS_KEY_ID / AWS_PROFILE "
+                    "/ an instance or pod role)"
+                )
             return AuthError(
                 f"{who}: no usable AWS credentials for {what} ({type(err).__name__}). Set "
                 "credentials on the connection or configure the default AWS credential chain "
