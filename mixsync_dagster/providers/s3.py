@@ -20,21 +20,15 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    SSLError,
 )
-from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import SecretStr
 
 from mixsync_dagster.config import S3Connection
 from mixsync_dagster.core.records import FileItem, Page, Skipped
-from mixsync_dagster.errors import AuthError, FileVanished, ProviderError, TransientError
-from mixsync_dagster.providers import s3_listing, s3_role
+from mixsync_dagster.errors import AuthError, FileVanished, ProviderError
+from mixsync_dagster.providers import s3_errors, s3_listing, s3_role
 from mixsync_dagster.providers.base import bucket_and_prefix
-from mixsync_dagster.redaction import get_logger, redact
+from mixsync_dagster.redaction import get_logger
 
 log = get_logger(__name__)
 
@@ -47,35 +41,6 @@ READ_TIMEOUT_SECONDS = 20
 MAX_KEYS = 1_000
 """S3 returns at most 1,000 keys per LIST call."""
 
-AUTH_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AllAccessDisabled",
-        "AccountProblem",
-        "AuthorizationHeaderMalformed",
-        "ExpiredToken",
-        "InvalidAccessKeyId",
-        "InvalidToken",
-        "InvalidSecurity",
-        "SignatureDoesNotMatch",
-        "TokenRefreshRequired",
-    }
-)
-TRANSIENT_CODES = frozenset(
-    {
-        "InternalError",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "ServiceUnavailable",
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "TooManyRequests",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-    }
-)
-NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound"})
 VERSIONING_UNAVAILABLE_CODES = frozenset(
     {"AccessDenied", "NotImplemented", "MethodNotAllowed", "XNotImplemented"}
 )
@@ -195,14 +160,7 @@ class S3Provider:
         self.client = make_client(conn, max_attempts=self.max_attempts)
         s3_listing.keep_raw_listing(self.client)
         self._versioned: dict[str, bool] = {}
-        creds = conn.credentials
-        self._secrets = tuple(
-            s.get_secret_value()
-            for s in (
-                (creds.access_key_id, creds.secret_access_key, creds.session_token) if creds else ()
-            )
-            if s is not None and s.get_secret_value()
-        )
+        self._context = s3_errors.ErrorContext(connection_id, conn, self.max_attempts)
 
     def __repr__(self) -> str:
         return f"S3Provider(connection={self.connection_id!r}, where={self._where()!r})"
@@ -493,9 +451,7 @@ class S3Provider:
         return bucket, key
 
     def _where(self) -> str:
-        """Where the store is, as messages show it (an endpoint or region from the environment
-        masked, an endpoint's userinfo always)."""
-        return redact(self.conn.endpoint_url or f"AWS S3 region {self.conn.region}")
+        return self._context.where()
 
     def _call(
         self, what: str, bucket: str | None, key: str | None, op: str, req: dict[str, Any]
@@ -509,98 +465,7 @@ class S3Provider:
     def _fail(
         self, err: Exception, what: str, bucket: str | None, key: str | None = None
     ) -> NoReturn:
-        exc = self._translate(err, what, bucket, key)
+        exc = s3_errors.translate(err, what, bucket, key, self._context)
         # Auth errors drop botocore's own exception: nothing of a refused request is worth
         # carrying into logs. The others keep it as the cause, for debugging.
         raise exc from (None if isinstance(exc, AuthError) else err)
-
-    def _translate(
-        self, err: Exception, what: str, bucket: str | None, key: str | None = None
-    ) -> ProviderError:
-        """The exception a caller can act on, for an error botocore gave up on."""
-        who = f"connection '{self.connection_id}'"
-        where = self._where()
-        if isinstance(err, ClientError):
-            error = err.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            meta = err.response.get("ResponseMetadata", {})
-            status = meta.get("HTTPStatusCode")
-            tries = int(meta.get("RetryAttempts", 0)) + 1
-            label = f"{code} (HTTP {status})" if code and code != str(status) else f"HTTP {status}"
-            creds = self.conn.credentials
-            if err.operation_name == "AssumeRole" and creds is not None:
-                if code in TRANSIENT_CODES or status == 429 or (status or 0) >= 500:
-                    return TransientError(
-                        f"{who}: STS could not assume role {creds.role_arn} for {what} "
-                        f"({label}); the next tick or step retries"
-                    )
-                return AuthError(
-                    f"{who}: STS refused to let the default AWS credential chain assume role "
-                    f"{creds.role_arn} ({label}) for {what}. Check the role's trust policy (it "
-                    "must trust the identity mixsync runs as, with sts:ExternalId equal to the "
-                    "connection's external_id), and duration_seconds against the role's "
-                    "maximum session duration"
-                )
-            if code in AUTH_CODES or status in (401, 403):
-                on = f"bucket '{bucket}'" if bucket else where
-                return AuthError(
-                    f"{who}: S3 refused the request {what} with {label}. Check the connection's "
-                    f"access_key_id / secret_access_key (or the default AWS credential chain when "
-                    f"none are set), region '{self.conn.region}', endpoint_url "
-                    f"({self._where()}), and that the bucket policy / IAM policy "
-                    f"allows this on {on}"
-                )
-            if code == "NoSuchBucket" or (status == 404 and key is None):
-                return ProviderError(
-                    f"{who}: bucket '{bucket}' does not exist at {where} ({what}). Check the "
-                    "sync's source_path and the connection's region / endpoint_url"
-                )
-            if key is not None and (code in NOT_FOUND_CODES or status == 404):
-                return FileVanished(f"s3://{bucket}/{key} was removed after it was listed")
-            if code in ("PermanentRedirect", "301") or status == 301:
-                region = meta.get("HTTPHeaders", {}).get("x-amz-bucket-region", "another region")
-                return ProviderError(
-                    f"{who}: bucket '{bucket}' is in {region}, not '{self.conn.region}' ({what}). "
-                    "Set the connection's region to the bucket's region"
-                )
-            if code in TRANSIENT_CODES or status == 429 or (status or 0) >= 500:
-                return TransientError(
-                    f"{who}: S3 {what} failed with {label} after {tries} attempt(s) at {where}; "
-                    "the store is throttling or unavailable, the next tick or step retries"
-                )
-            message = self._scrub(str(error.get("Message", "")))
-            return ProviderError(f"{who}: S3 {what} failed with {label}: {message}")
-        if isinstance(err, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
-            creds = self.conn.credentials
-            if creds is not None and creds.role_arn is not None:
-                return AuthError(
-                    f"{who}: no usable AWS credentials to assume role {creds.role_arn} for "
-                    f"{what} ({type(err).__name__}). The role is assumed with the default AWS "
-                    "credential chain: give this process one (AWS_ACCESS_KEY_ID / AWS_PROFILE "
-                    "/ an instance or pod role)"
-                )
-            return AuthError(
-                f"{who}: no usable AWS credentials for {what} ({type(err).__name__}). Set "
-                "credentials on the connection or configure the default AWS credential chain "
-                "(AWS_ACCESS_KEY_ID / AWS_PROFILE / an instance role)"
-            )
-        if isinstance(err, SSLError):
-            return ProviderError(
-                f"{who}: TLS to {where} failed for {what}: {self._scrub(str(err))}. Check "
-                "endpoint_url, use_ssl and verify_ssl"
-            )
-        if isinstance(err, BotoConnectionError | HTTPClientError):
-            return TransientError(
-                f"{who}: cannot reach S3 at {where} for {what} after {self.max_attempts} "
-                f"attempt(s): "
-                f"{type(err).__name__}: {self._scrub(str(err))}"
-            )
-        return ProviderError(
-            f"{who}: S3 {what} failed: {type(err).__name__}: {self._scrub(str(err))}"
-        )
-
-    def _scrub(self, text: str) -> str:
-        """Credentials (even written in the file itself) and values read from the environment."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return redact(text)
