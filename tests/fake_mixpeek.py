@@ -1008,9 +1008,28 @@ class FakeMixpeek:
             self._new_batch(bucket, [rec["object_id"]], submit=True)
         return 200, self._public(rec)
 
+    def set_unique_key(self, bucket: str, fields: list[str], default_policy: str | None) -> None:
+        """Give `bucket` a unique_key (UniqueKeyConfig). Bulk creates then refuse the whole
+        request with 422, as the SDK's objects/batch description says."""
+        with self._lock:
+            self.buckets[bucket]["unique_key"] = {
+                "fields": fields,
+                "default_policy": default_policy,
+            }
+
     def _r_objects_batch(
         self, bucket: str, _id: Any, body: Any, query: dict[str, list[str]]
     ) -> tuple[int, Any]:
+        if self.buckets[bucket].get("unique_key"):
+            # "If the bucket declares a unique_key policy, this endpoint rejects the whole
+            # request (422) instead of silently creating duplicates" (create_objects_batch).
+            raise _fail(
+                422,
+                "Bucket has a unique_key: batch create is not supported; use POST "
+                f"/v1/buckets/{bucket}/objects per object",
+                "validation_error",
+                "unique_key_batch_unsupported",
+            )
         objs = body["objects"]
         succeeded, failed = [], []
         for i, obj in enumerate(objs):

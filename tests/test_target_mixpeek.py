@@ -662,6 +662,47 @@ def test_check_bucket_from_the_cli(tmp_path, src, fake, monkeypatch):
     assert "no bucket by that name" in nope.output
 
 
+def test_a_unique_key_bucket_is_refused_up_front_and_nothing_is_half_done(
+    tmp_path, src, fake, instance
+):
+    """Mixpeek refuses bulk creates in a bucket with a unique_key (422 for the whole request,
+    says the SDK's create_objects_batch); mixsync reads the bucket (BucketResponse.unique_key)
+    and says so before uploading anything: `check` fails, the run fails once with the reason,
+    no file is charged a strike, and nothing is uploaded or created. The same bucket without
+    the key then syncs every file."""
+    make_files(src, numbered(3))
+    cfg, state = setup_sync(tmp_path, src, fake)
+    fake.set_unique_key("bkt_test", ["video_id"], "upsert")
+    # The double refuses a bulk create itself, as the API does.
+    direct = httpx.post(
+        f"{fake.url}/v1/buckets/bkt_test/objects/batch",
+        json={"objects": [{"blobs": []}]},
+        headers={"Authorization": f"Bearer {KEY}", "X-Namespace": NS},
+    )
+    assert direct.status_code == 422
+    out = CliRunner().invoke(main, ["-c", str(cfg), "check", "media"])
+    assert out.exit_code == 1 and "has a unique_key (video_id)" in out.output, out.output
+    d = LenientDriver(cfg, instance)
+    d.make_due("s1")
+    requests, _ = d.tick("s1")
+    result = d.execute("s1", requests[0])
+    assert not result.success
+    row = StateStore(state).get_sync("s1")
+    assert "has a unique_key (video_id)" in row["last_error"]
+    assert "bulk object creates" in row["last_error"]
+    assert fake.calls["uploads_create"] == 0 and fake.calls["objects_batch"] == 1  # ours above
+    assert fake.list_objects() == []
+    assert all(r["attempts"] == 0 for r in tracked(state).values())  # no strikes
+    # A unique_key cannot be removed from a bucket: a user points the sync at another bucket,
+    # an edit of syncs.yaml, which makes a new target (it reads its bucket once).
+    fake.buckets["bkt_test"].pop("unique_key")
+    time.sleep(0.01)
+    cfg.write_text(cfg.read_text())
+    d.reload()
+    d.run_pass("s1")
+    assert sorted(key_of(o) for o in fake.list_objects()) == sorted(numbered(3))
+
+
 # ---------------------------------------------------------------- the target on its own
 
 

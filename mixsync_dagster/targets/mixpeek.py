@@ -51,7 +51,9 @@ itself; a mapping onto the primary property (`blob_property`) replaces the prima
 
 Failures: a file the API refuses (by `object_index`, or by location in a refused body) fails
 alone, with the API's text; an outage raises TransientError (the run fails, files stay
-pending); refused credentials raise AuthError. Secrets stay out of every message.
+pending); refused credentials raise AuthError. A bucket with a `unique_key` (read once per
+target from `GET /v1/buckets/{id}`) raises ProviderError before anything is uploaded: Mixpeek
+refuses bulk creates there. Secrets stay out of every message.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ class MixpeekTarget:
             pool_size=self.upload_concurrency + 4,
         )
         self._prefix = f"/v1/buckets/{quote(self.bucket_id, safe='')}"
+        self._bucket: dict[str, Any] | None = None
         self.bodies = ObjectBodies(
             self.http,
             self._prefix,
@@ -149,6 +152,8 @@ class MixpeekTarget:
 
     def put_objects(self, specs: list[ObjectSpec]) -> list[ObjectResult]:
         """Leave one live object per spec holding its fingerprint (see the module docstring)."""
+        if specs:
+            self._refuse_unique_key()
         results: list[ObjectResult | None] = [None] * len(specs)
         retire: list[set[str]] = [{s.replaces} if s.replaces else set() for s in specs]
         interrupted = [i for i, s in enumerate(specs) if s.interrupted]
@@ -295,8 +300,10 @@ class MixpeekTarget:
                     break
         return out
 
-    def check(self) -> str:
-        """Verify the key, the namespace and the bucket (and that the blob property exists)."""
+    def _read_bucket(self) -> dict[str, Any]:
+        """The bucket's record (BucketResponse), read once per target."""
+        if self._bucket is not None:
+            return self._bucket
         try:
             resp = self.http.call("GET", self._prefix, accept=(400, 404))
         except AuthError:
@@ -316,6 +323,28 @@ class MixpeekTarget:
                 f"the namespace at {self.base_url}; check bucket_id"
             )
         data = resp.json()
+        self._bucket = data if isinstance(data, dict) else {}
+        return self._bucket
+
+    def _refuse_unique_key(self) -> None:
+        """Mixpeek refuses bulk creates in a bucket with a unique_key (422 for the whole call,
+        says create_objects_batch) and mixsync creates in bulk: say so once, before any upload,
+        instead of failing every file with the same 422."""
+        unique = self._read_bucket().get("unique_key")
+        if unique:
+            fields = ", ".join(str(f) for f in unique.get("fields") or []) or "?"
+            raise ProviderError(
+                f"Mixpeek bucket '{self.bucket_name}' ({self.bucket_id}) has a unique_key "
+                f"({fields}); Mixpeek refuses bulk object creates in such a bucket, and mixsync "
+                "creates objects in bulk. Point the sync at a bucket without a unique_key "
+                "(nothing was uploaded or created)"
+            )
+
+    def check(self) -> str:
+        """Verify the key, the namespace and the bucket (and that the blob property exists)."""
+        self._bucket = None
+        data = self._read_bucket()
+        self._refuse_unique_key()
         props = ((data.get("bucket_schema") or {}).get("properties")) or {}
         if props and self.blob_property not in props:
             raise ProviderError(
