@@ -90,13 +90,11 @@ def make_client(conn: S3Connection, *, max_attempts: int | None = None) -> Any:
         read_timeout=READ_TIMEOUT_SECONDS,
         user_agent_extra="mixsync",
     )
-    keys = creds if creds is not None and creds.role_arn is None else None
     with _session_lock:
-        session = (
-            s3_role.role_session(creds, conn.region)
-            if creds is not None and creds.role_arn is not None
-            else _shared_session()
-        )
+        if creds is not None and creds.role_arn is not None:
+            session, keys = s3_role.role_session(creds, conn.region), None
+        else:
+            session, keys = _shared_session(), creds
         return session.client(
             "s3",
             region_name=conn.region,

@@ -85,6 +85,8 @@ def translate(
     """The exception a caller can act on, for an error botocore gave up on."""
     who = f"connection '{ctx.connection_id}'"
     where = ctx.where()
+    creds = ctx.conn.credentials
+    role = creds.role_arn if creds is not None else None
     if isinstance(err, ClientError):
         error = err.response.get("Error", {})
         code = str(error.get("Code", ""))
@@ -92,16 +94,16 @@ def translate(
         status = meta.get("HTTPStatusCode")
         tries = int(meta.get("RetryAttempts", 0)) + 1
         label = f"{code} (HTTP {status})" if code and code != str(status) else f"HTTP {status}"
-        creds = ctx.conn.credentials
-        if err.operation_name == "AssumeRole" and creds is not None:
-            if code in TRANSIENT_CODES or status == 429 or (status or 0) >= 500:
+        transient = code in TRANSIENT_CODES or status == 429 or (status or 0) >= 500
+        if err.operation_name == "AssumeRole" and role is not None:
+            if transient:
                 return TransientError(
-                    f"{who}: STS could not assume role {creds.role_arn} for {what} "
-                    f"({label}); the next tick or step retries"
+                    f"{who}: STS could not assume role {role} for {what} ({label}); the next "
+                    "tick or step retries"
                 )
             return AuthError(
                 f"{who}: STS refused to let the default AWS credential chain assume role "
-                f"{creds.role_arn} ({label}) for {what}. Check the role's trust policy (it "
+                f"{role} ({label}) for {what}. Check the role's trust policy (it "
                 "must trust the identity mixsync runs as, with sts:ExternalId equal to the "
                 "connection's external_id), and duration_seconds against the role's "
                 "maximum session duration"
@@ -112,7 +114,7 @@ def translate(
                 f"{who}: S3 refused the request {what} with {label}. Check the connection's "
                 f"access_key_id / secret_access_key (or the default AWS credential chain when "
                 f"none are set), region '{ctx.conn.region}', endpoint_url "
-                f"({ctx.where()}), and that the bucket policy / IAM policy "
+                f"({where}), and that the bucket policy / IAM policy "
                 f"allows this on {on}"
             )
         if code == "NoSuchBucket" or (status == 404 and key is None):
@@ -128,7 +130,7 @@ def translate(
                 f"{who}: bucket '{bucket}' is in {region}, not '{ctx.conn.region}' ({what}). "
                 "Set the connection's region to the bucket's region"
             )
-        if code in TRANSIENT_CODES or status == 429 or (status or 0) >= 500:
+        if transient:
             return TransientError(
                 f"{who}: S3 {what} failed with {label} after {tries} attempt(s) at {where}; "
                 "the store is throttling or unavailable, the next tick or step retries"
@@ -136,10 +138,9 @@ def translate(
         message = ctx.scrub(str(error.get("Message", "")))
         return ProviderError(f"{who}: S3 {what} failed with {label}: {message}")
     if isinstance(err, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
-        creds = ctx.conn.credentials
-        if creds is not None and creds.role_arn is not None:
+        if role is not None:
             return AuthError(
-                f"{who}: no usable AWS credentials to assume role {creds.role_arn} for "
+                f"{who}: no usable AWS credentials to assume role {role} for "
                 f"{what} ({type(err).__name__}). The role is assumed with the default AWS "
                 "credential chain: give this process one (AWS_ACCESS_KEY_ID / AWS_PROFILE "
                 "/ an instance or pod role)"
