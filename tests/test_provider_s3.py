@@ -197,6 +197,9 @@ def test_the_raw_listing_parse_reads_what_botocore_reads(request, server):
     resp = prov.client.list_objects_v2(Bucket=bucket, Prefix="p/", MaxKeys=5)
     assert s3mod.s3_listing.RAW_BODY in resp and "Contents" not in resp
     assert len(s3mod.s3_listing.page_of(resp).contents) == 5
+    # A client without the hook (botocore's own parse) reads as the same page.
+    plain = client.list_objects_v2(Bucket=bucket, Prefix="p/", MaxKeys=5)
+    assert s3mod.s3_listing.page_of(plain) == s3mod.s3_listing.page_of(resp)
 
 
 def test_the_raw_version_listing_parse_reads_what_botocore_reads(moto_s3):
@@ -228,6 +231,8 @@ def test_the_raw_version_listing_parse_reads_what_botocore_reads(moto_s3):
     assert len(want) == len(bodies) - len(list(bodies)[1::7])
     resp = provider(moto_s3).client.list_object_versions(Bucket=bucket, Prefix="p/", MaxKeys=5)
     assert s3mod.s3_listing.RAW_BODY in resp and "Versions" not in resp
+    plain = client.list_object_versions(Bucket=bucket, Prefix="p/", MaxKeys=5)
+    assert s3mod.s3_listing.versions_of(plain) == s3mod.s3_listing.versions_of(resp)
 
 
 def test_parse_list_versions_decodes_keys_and_markers_but_not_version_ids():
